@@ -1,0 +1,1 @@
+"""Adapters to the outside world: model backends, and later retrievers and frameworks."""

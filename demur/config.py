@@ -1,0 +1,452 @@
+"""Router configuration: a validated schema, loading from YAML or TOML, and building a Router.
+
+    router = load_router("demur.yaml")
+
+Every section rejects unknown keys, and errors name the file, the key path, the value given,
+and the likely fix:
+
+    ConfigError: demur.yaml, line 12, policy: unknown option 'treshold'. Did you mean 'threshold'?
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from demur.adapters.models.base import FREE, Model, Price
+from demur.errors import ConfigError, MissingDependencyError, did_you_mean, unknown_name
+from demur.estimators.base import Estimator
+from demur.estimators.logprob import GreedyNLL, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb
+from demur.policies.ladder import Ladder
+from demur.prompts import ChatPrompt, CompletionPrompt
+from demur.queue.sqlite import SqliteQueue
+from demur.router.budget import Budget
+from demur.router.combine import CombineMethod
+from demur.router.retry import RetryPolicy
+from demur.router.router import DEFAULT_ABSTAIN_MESSAGE, Router
+from demur.types import Abstain, AskHuman, Escalate
+
+ESTIMATORS: dict[str, type[Any]] = {
+    "mean_logprob": MeanTokenLogprob,
+    "min_prob": MinTokenProb,
+    "gnll": GreedyNLL,
+    "entropy": MeanTokenEntropy,
+}
+
+
+class _Section(BaseModel):
+    """A config section: frozen, and unknown keys are errors with a did-you-mean hint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            allowed = set(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise ValueError(
+                        f"unknown option '{key}'.{did_you_mean(str(key), allowed)} "
+                        f"Allowed: {', '.join(sorted(allowed))}"
+                    )
+        return data
+
+
+# --- models ----------------------------------------------------------------------------------
+
+PromptConfig = Annotated[ChatPrompt | CompletionPrompt, Field(discriminator="kind")]
+
+
+class _ModelSection(_Section):
+    max_tokens: int = Field(default=64, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    price: Price = FREE
+    prompt: PromptConfig | None = None
+
+
+class LlamaCppConfig(_ModelSection):
+    """A local GGUF model run by llama.cpp: a built-in name or a file path."""
+
+    kind: Literal["llama_cpp"]
+    builtin: str | None = None
+    path: str | None = None
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = Field(default=None, ge=1)
+    chat: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LlamaCppConfig:
+        if (self.builtin is None) == (self.path is None):
+            raise ValueError(
+                "give exactly one of 'builtin' (e.g. smollm2-135m) or 'path' (a .gguf file)"
+            )
+        return self
+
+
+class OpenAIConfig(_ModelSection):
+    """Any OpenAI-compatible chat endpoint."""
+
+    kind: Literal["openai"]
+    base_url: str
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    provider: str = "openai"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ScriptedReplyConfig(_Section):
+    text: str
+    logprobs: list[float] | None = None
+
+
+class ScriptedConfig(_ModelSection):
+    """A scripted model, for trying configs without weights or a server."""
+
+    kind: Literal["scripted"]
+    replies: list[ScriptedReplyConfig | str] = Field(min_length=1)
+
+
+ModelConfig = Annotated[LlamaCppConfig | OpenAIConfig | ScriptedConfig, Field(discriminator="kind")]
+
+
+# --- estimators, policy, queue, budget, tracing ----------------------------------------------
+
+
+class EstimatorConfig(_Section):
+    """An estimator by name, with its options (e.g. {name: entropy, top_k: 5})."""
+
+    name: str
+    top_k: int | None = Field(default=None, ge=2, le=20)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in ESTIMATORS:
+            raise unknown_name("estimator", name, ESTIMATORS)
+        return name
+
+
+class HumanRungOptions(_Section):
+    priority: int = 0
+
+
+class RungConfig(_Section):
+    """One rung: exactly one of `escalate: MODEL`, `human: {...}` or `abstain: MESSAGE`."""
+
+    escalate: str | None = None
+    human: HumanRungOptions | None = None
+    abstain: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_word(cls, data: Any) -> Any:
+        if data == "human":
+            return {"human": {}}
+        if data == "abstain":
+            return {"abstain": DEFAULT_ABSTAIN_MESSAGE}
+        if isinstance(data, str):
+            raise ValueError(
+                f"unknown rung '{data}'. "
+                "Write `- escalate: MODEL`, `- human` or `- abstain: MESSAGE`"
+            )
+        if isinstance(data, Mapping) and data.get("human") is None and "human" in data:
+            return {**data, "human": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RungConfig:
+        given = [k for k in ("escalate", "human", "abstain") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a rung takes exactly one of 'escalate', 'human' or 'abstain', "
+                f"got {', '.join(given) or 'none'}"
+            )
+        return self
+
+    def to_action(self) -> Escalate | AskHuman | Abstain:
+        if self.escalate is not None:
+            return Escalate(self.escalate)
+        if self.human is not None:
+            return AskHuman(priority=self.human.priority)
+        return Abstain(self.abstain)
+
+
+class LadderConfig(_Section):
+    kind: Literal["ladder"] = "ladder"
+    threshold: float = Field(ge=0.0, le=1.0)
+    per_model: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    rungs: list[RungConfig] = Field(
+        default_factory=lambda: [RungConfig(abstain=DEFAULT_ABSTAIN_MESSAGE)]
+    )
+
+
+class QueueConfig(_Section):
+    kind: Literal["sqlite"] = "sqlite"
+    path: str = ".demur/queue.db"
+
+
+class TracingConfig(_Section):
+    """Where the CLI and server send traces; a library host configures its own SDK."""
+
+    exporter: Literal["jsonl", "console", "otlp", "none"] = "jsonl"
+    path: str = ".demur/traces.jsonl"
+    capture_content: bool = False
+
+
+class BudgetConfig(Budget, _Section):
+    """Budget, rejecting unknown keys with a hint."""
+
+
+class RetryConfig(RetryPolicy, _Section):
+    """RetryPolicy, rejecting unknown keys with a hint."""
+
+
+class RouterConfig(_Section):
+    """The whole router, as written in demur.yaml or demur.toml."""
+
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    start: str | None = None
+    estimators: list[EstimatorConfig] = Field(
+        default_factory=lambda: [EstimatorConfig(name="mean_logprob")]
+    )
+    combine: CombineMethod = "mean"
+    policy: LadderConfig
+    queue: QueueConfig | None = None
+    budget: BudgetConfig = BudgetConfig()
+    retry: RetryConfig = RetryConfig()
+    estimator_timeout_s: float = Field(default=5.0, gt=0)
+    abstain_message: str = DEFAULT_ABSTAIN_MESSAGE
+    tracing: TracingConfig = TracingConfig()
+
+    @field_validator("estimators", mode="before")
+    @classmethod
+    def _names_to_sections(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> RouterConfig:
+        models = list(self.models)
+        named = [("start", self.start)] if self.start is not None else []
+        named += [("policy.rungs.escalate", r.escalate) for r in self.policy.rungs if r.escalate]
+        named += [("policy.per_model", m) for m in self.policy.per_model]
+        for where, model in named:
+            if model not in self.models:
+                raise ValueError(
+                    f"{where} names model '{model}', which is not under 'models'."
+                    f"{did_you_mean(model, models)} Models: {', '.join(models)}"
+                )
+        if self.queue is None and any(r.human is not None for r in self.policy.rungs):
+            raise ValueError(
+                "policy has a 'human' rung but there is no 'queue' section; "
+                "add `queue: {path: .demur/queue.db}`"
+            )
+        return self
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> tuple[Any, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist; check the path, or run without --config "
+            "to use the built-in defaults"
+        ) from None
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text), text
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise MissingDependencyError("pyyaml", "yaml", "YAML configs") from None
+        try:
+            return yaml.safe_load(text), text
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
+
+
+def _yaml_line(text: str, loc: Sequence[int | str]) -> int | None:
+    """The 1-based line of the YAML node at `loc`, skipping segments pydantic adds."""
+    try:
+        import yaml
+
+        node = yaml.compose(text)
+    except Exception:
+        return None
+    line = None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(key)), None)
+            hit = next((k for k, v in node.value if k.value == str(key)), None)
+            if match is None:
+                continue  # a union tag such as 'llama_cpp' that is not in the file
+            line = (hit or match).start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            if key >= len(node.value):
+                break
+            node = node.value[key]
+            line = node.start_mark.line + 1
+    return line
+
+
+def _format_location(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(exc: ValidationError, source: str, text: str | None) -> ConfigError:
+    lines = []
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if p not in ("llama_cpp", "openai", "scripted")]
+        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        where = source
+        line = None
+        if text is not None and source.endswith(("yaml", "yml")):
+            key = message.split("'")[1] if message.startswith("unknown option '") else None
+            line = _yaml_line(text, [*error["loc"], *([key] if key else [])])
+        if line is not None:
+            where += f", line {line}"
+        place = _format_location(loc) or "(top level)"
+        given = error.get("input")
+        shown = "" if isinstance(given, Mapping | list) or given is None else f" (got {given!r})"
+        lines.append(f"{where}, {place}: {message}{shown}")
+    count = len(lines)
+    header = f"invalid router config ({count} problem{'s' if count > 1 else ''}):\n  "
+    return ConfigError(header + "\n  ".join(lines))
+
+
+def parse_config(data: Any, *, source: str = "<config>", text: str | None = None) -> RouterConfig:
+    """Validate a config mapping; ConfigError explains every problem found."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a router config must be a mapping, got {type(data).__name__}")
+    try:
+        return RouterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, source, text) from None
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    """Read and validate a YAML or TOML router config."""
+    path = Path(path)
+    data, text = _read(path)
+    return parse_config(data, source=str(path), text=text)
+
+
+def default_config() -> RouterConfig:
+    """The embedded defaults: SmolLM2 answers, Gemma-3 takes escalations, then a person."""
+    text = resources.files("demur").joinpath("default_config.toml").read_text(encoding="utf-8")
+    return parse_config(tomllib.loads(text), source="demur/default_config.toml")
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def build_model(name: str, config: ModelConfig) -> Model:
+    """Construct one model backend from its config section."""
+    prompt = config.prompt
+    if isinstance(config, LlamaCppConfig):
+        from demur.adapters.models.llama_cpp import LlamaCppModel
+
+        return LlamaCppModel(
+            name,
+            path=config.path,
+            builtin=config.builtin,
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads,
+            chat=config.chat,
+            max_tokens=config.max_tokens,
+            timeout_s=config.timeout_s,
+            price=config.price,
+            default_prompt=prompt,
+        )
+    if isinstance(config, OpenAIConfig):
+        import os
+
+        from demur.adapters.models.openai_http import OpenAICompatibleModel
+
+        return OpenAICompatibleModel(
+            name,
+            base_url=config.base_url,
+            model=config.model,
+            api_key=os.environ.get(config.api_key_env),
+            api_key_env=config.api_key_env,
+            headers=config.headers,
+            timeout_s=config.timeout_s,
+            max_tokens=config.max_tokens,
+            price=config.price,
+            default_prompt=prompt,
+            provider=config.provider,
+        )
+    from demur.adapters.models.scripted import Reply, ScriptedModel
+
+    replies = [
+        Reply(text=r)
+        if isinstance(r, str)
+        else Reply(text=r.text, logprobs=tuple(r.logprobs) if r.logprobs is not None else None)
+        for r in config.replies
+    ]
+    return ScriptedModel(
+        name,
+        replies,
+        price=config.price,
+        default_prompt=prompt,
+        max_tokens=config.max_tokens,
+        timeout_s=config.timeout_s,
+    )
+
+
+def build_estimator(config: EstimatorConfig) -> Estimator:
+    cls = ESTIMATORS[config.name]
+    if config.top_k is not None:
+        if cls is not MeanTokenEntropy:
+            raise ConfigError(f"estimator '{config.name}' takes no 'top_k' option")
+        estimator: Estimator = MeanTokenEntropy(top_k=config.top_k)
+        return estimator
+    built: Estimator = cls()
+    return built
+
+
+def build_router(config: RouterConfig, **overrides: Any) -> Router:
+    """A Router from a validated config. `overrides` go to Router() (e.g. tracer_provider)."""
+    policy = Ladder(
+        threshold=config.policy.threshold,
+        per_model=config.policy.per_model,
+        rungs=[r.to_action() for r in config.policy.rungs],
+    )
+    options: dict[str, Any] = {
+        "start": config.start,
+        "estimators": [build_estimator(e) for e in config.estimators],
+        "combine": config.combine,
+        "queue": SqliteQueue(config.queue.path) if config.queue is not None else None,
+        "budget": config.budget,
+        "retry": config.retry,
+        "estimator_timeout_s": config.estimator_timeout_s,
+        "abstain_message": config.abstain_message,
+        "capture_content": config.tracing.capture_content,
+    }
+    options.update(overrides)
+    models = {name: build_model(name, section) for name, section in config.models.items()}
+    return Router(models, policy=policy, **options)
+
+
+def load_router(path: str | Path | None = None, **overrides: Any) -> Router:
+    """A Router from a config file, or from the embedded defaults when `path` is None."""
+    config = default_config() if path is None else load_config(path)
+    return build_router(config, **overrides)

@@ -1,0 +1,42 @@
+"""Is an answer right? Normalised comparison of a short answer against gold answers."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and articles, squeeze whitespace (SQuAD-style)."""
+    text = text.lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(answer: str, gold: str) -> float:
+    """Harmonic mean of token precision and recall after normalisation."""
+    predicted, expected = normalize_answer(answer).split(), normalize_answer(gold).split()
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if not predicted or not expected or common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(answer: str, gold: str) -> bool:
+    """True when the normalised gold answer appears, on word boundaries, in the answer."""
+    needle, haystack = normalize_answer(gold), normalize_answer(answer)
+    return bool(needle) and f" {needle} " in f" {haystack} "
+
+
+def is_correct(answer: str | None, golds: Sequence[str], *, f1_threshold: float = 0.6) -> bool:
+    """Correct when the answer contains a gold answer or overlaps one with token F1 >= threshold."""
+    if not answer or not answer.strip():
+        return False
+    return any(
+        contains_answer(answer, gold) or token_f1(answer, gold) >= f1_threshold for gold in golds
+    )

@@ -1,0 +1,115 @@
+"""The exceptions demur raises, grouped by what the caller can do about them.
+
+DemurError
+├── ConfigError                 a usage mistake: fix the config or the call
+│   └── MissingDependencyError  an optional extra is not installed
+├── InvalidQueryError           the question itself cannot be routed
+├── ModelError                  a model call failed
+│   ├── TransientModelError     worth retrying: timeouts, rate limits, 5xx, lost connections
+│   │   ├── ModelTimeoutError
+│   │   ├── RateLimitError
+│   │   └── ServerError
+│   └── PermanentModelError     retrying will not help
+│       ├── ContextOverflowError
+│       └── ModelNotFoundError
+├── EstimatorError              an estimator failed (recorded on the step, never fatal)
+│   └── EstimatorUnavailable    the estimator lacks an input it needs (e.g. logprobs)
+├── QueueError                  the human review queue refused an operation
+└── RouteError                  the route could not produce any verdict
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DemurError(Exception):
+    """Root of every error demur raises on purpose."""
+
+
+class ConfigError(DemurError, ValueError):
+    """The router, a component, or a config file is set up wrongly."""
+
+
+class MissingDependencyError(ConfigError, ImportError):
+    """An optional integration was used without its extra installed."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'demur[{extra}]'"
+        )
+
+
+class InvalidQueryError(DemurError, ValueError):
+    """The query is empty, malformed, or cannot fit any model."""
+
+
+class ModelError(DemurError):
+    """A model call failed."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        self.model = model
+        super().__init__(message)
+
+
+class TransientModelError(ModelError):
+    """A failure that may go away on retry."""
+
+
+class ModelTimeoutError(TransientModelError):
+    """The model did not answer in time."""
+
+
+class RateLimitError(TransientModelError):
+    """The backend asked us to slow down (HTTP 429)."""
+
+
+class ServerError(TransientModelError):
+    """The backend failed on its side (HTTP 5xx) or the connection dropped."""
+
+
+class PermanentModelError(ModelError):
+    """A failure that retrying the same call will not fix."""
+
+
+class ContextOverflowError(PermanentModelError, InvalidQueryError):
+    """The prompt does not fit the model's context window."""
+
+
+class ModelNotFoundError(PermanentModelError, ConfigError):
+    """The model file or the model name does not exist."""
+
+
+class EstimatorError(DemurError):
+    """An estimator failed; the router records it on the step and carries on."""
+
+
+class EstimatorUnavailable(EstimatorError):
+    """The estimator cannot run on this candidate (for example: no logprobs)."""
+
+
+class QueueError(DemurError):
+    """The review queue refused an operation."""
+
+
+class RouteError(DemurError):
+    """The route ended without a verdict (a policy returned something impossible)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' Did you mean ...?' hint for a misspelt name, or ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
+    """A ConfigError for a name that is not registered, listing what is."""
+    options = sorted(choices)
+    return ConfigError(
+        f"unknown {kind} '{name}'.{did_you_mean(name, options)} "
+        f"Known {kind}s: {', '.join(options) or '(none)'}."
+    )

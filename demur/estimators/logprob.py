@@ -1,0 +1,111 @@
+"""White-box estimators computed from the answer's token log-probabilities.
+
+Each needs logprobs from the backend; without them it reports "unavailable" and the route
+carries on under its policy.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+from demur.errors import EstimatorUnavailable
+from demur.estimators.base import Attempt, Needs
+from demur.types import Score, TokenLogprob
+
+
+class TokenLogprobEstimator(ABC):
+    """Base for estimators that are a pure function of the answer's tokens."""
+
+    name: str = "token_logprob"
+    needs: Needs = Needs(logprobs=True)
+
+    @abstractmethod
+    def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
+        """Return (raw value, confidence in [0, 1]) for a non-empty token sequence."""
+
+    def score(self, tokens: tuple[TokenLogprob, ...] | None) -> Score:
+        if tokens is None:
+            raise EstimatorUnavailable(
+                f"{self.name} needs token logprobs, and this backend returned none"
+            )
+        if not tokens:
+            raise EstimatorUnavailable(f"{self.name} cannot score an empty answer")
+        value, confidence = self.compute(tokens)
+        return Score(estimator=self.name, value=value, confidence=min(1.0, max(0.0, confidence)))
+
+    async def aestimate(self, attempt: Attempt) -> Score:
+        return self.score(attempt.candidate.tokens)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MeanTokenLogprob(TokenLogprobEstimator):
+    """Mean token log-probability; confidence is its exponent, the geometric-mean probability."""
+
+    name = "mean_logprob"
+
+    def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
+        mean = sum(t.logprob for t in tokens) / len(tokens)
+        return mean, math.exp(mean)
+
+
+class MinTokenProb(TokenLogprobEstimator):
+    """The probability of the least likely token: one weak token can sink an answer."""
+
+    name = "min_prob"
+
+    def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
+        lowest = min(t.logprob for t in tokens)
+        return math.exp(lowest), math.exp(lowest)
+
+
+class GreedyNLL(TokenLogprobEstimator):
+    """G-NLL: the negative log-likelihood of the greedy answer.
+
+    Confidence is the probability of the whole sequence, exp(-NLL). It falls with length, so
+    it suits short answers; prefer mean_logprob for long ones.
+    """
+
+    name = "gnll"
+
+    def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
+        nll = -sum(t.logprob for t in tokens)
+        return nll, math.exp(-nll)
+
+
+class MeanTokenEntropy(TokenLogprobEstimator):
+    """Mean per-token entropy over the top-k alternatives.
+
+    The probability mass outside the top k counts as one more outcome, so the entropy is a
+    lower bound on the true one. Each token's entropy is normalised by log(k + 1); confidence
+    is one minus the mean normalised entropy.
+    """
+
+    name = "entropy"
+
+    def __init__(self, top_k: int = 5) -> None:
+        if not 2 <= top_k <= 20:
+            raise ValueError(f"MeanTokenEntropy(top_k={top_k}): top_k must be in 2..20")
+        self.top_k = top_k
+        self.needs = Needs(logprobs=True, top_logprobs=top_k)
+
+    def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
+        entropies = []
+        for token in tokens:
+            if len(token.top) < 2:
+                raise EstimatorUnavailable(
+                    "entropy needs at least 2 top-k alternatives per token; "
+                    "this backend returned fewer"
+                )
+            probs = [math.exp(a.logprob) for a in token.top[: self.top_k]]
+            rest = max(0.0, 1.0 - sum(probs))
+            outcomes = [*probs, rest]
+            h = -sum(p * math.log(p) for p in outcomes if p > 0.0)
+            entropies.append(h / math.log(len(outcomes)))
+        mean = sum(entropies) / len(entropies)
+        return mean, 1.0 - mean
+
+    def __repr__(self) -> str:
+        return f"MeanTokenEntropy(top_k={self.top_k})"

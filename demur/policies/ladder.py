@@ -1,0 +1,109 @@
+"""The ladder policy: accept a confident answer, otherwise climb the next rung."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from demur.errors import ConfigError, did_you_mean
+from demur.policies.base import RouteState
+from demur.types import Abstain, Accept, AskHuman, Decision, Escalate
+
+Rung = Escalate | AskHuman | Abstain
+
+
+def _check_threshold(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"{name}={value} is outside [0, 1]. Confidences are probabilities: "
+            "use e.g. 0.7 to accept answers at least 70% likely to be right."
+        )
+    return float(value)
+
+
+class Ladder:
+    """Accept when confidence >= threshold; otherwise take the next rung in order.
+
+    Rungs are `Escalate(model)`, `AskHuman()` and `Abstain(message)`. An Escalate rung is skipped
+    when its model was already asked or the budget allows no further call; when every rung is
+    used up the route abstains. A step without a confidence (every estimator unavailable or
+    failed, or the model call failed) counts as below threshold.
+
+        Ladder(threshold=0.6, per_model={"strong": 0.4},
+               rungs=[Escalate("strong"), AskHuman(), Abstain("I am not sure.")])
+    """
+
+    name = "ladder"
+
+    def __init__(
+        self,
+        threshold: float,
+        rungs: Sequence[Rung] = (Abstain(),),
+        *,
+        per_model: Mapping[str, float] | None = None,
+    ) -> None:
+        self.threshold = _check_threshold("threshold", threshold)
+        self.per_model = {
+            model: _check_threshold(f"per_model['{model}']", value)
+            for model, value in (per_model or {}).items()
+        }
+        for rung in rungs:
+            if not isinstance(rung, Escalate | AskHuman | Abstain):
+                raise ConfigError(
+                    f"ladder rungs must be Escalate, AskHuman or Abstain, got {rung!r}"
+                )
+        self.rungs = tuple(rungs)
+
+    def threshold_for(self, model: str) -> float:
+        return self.per_model.get(model, self.threshold)
+
+    def validate(self, models: Collection[str], has_queue: bool) -> None:
+        named = [r.model for r in self.rungs if isinstance(r, Escalate)] + list(self.per_model)
+        for model in named:
+            if model not in models:
+                raise ConfigError(
+                    f"ladder refers to model '{model}', which the router does not have."
+                    f"{did_you_mean(model, models)} Models: {', '.join(models)}."
+                )
+        if not has_queue and any(isinstance(r, AskHuman) for r in self.rungs):
+            raise ConfigError(
+                "ladder has an AskHuman rung but the router has no review queue; "
+                "pass queue=SqliteQueue('demur-queue.db') (or `queue:` in the config)."
+            )
+
+    def decide(self, state: RouteState) -> Decision:
+        step = state.current
+        threshold = self.threshold_for(step.model)
+        if step.confidence is not None and step.confidence >= threshold:
+            return Decision(
+                action=Accept(),
+                reason=f"confidence {step.confidence:.3f} >= threshold {threshold:.3f}",
+                threshold=threshold,
+            )
+        if step.confidence is not None:
+            why = f"confidence {step.confidence:.3f} < threshold {threshold:.3f}"
+        elif step.error is not None:
+            why = f"{step.model} failed ({step.error_type})"
+        else:
+            why = "no estimator could score the answer"
+
+        skipped: list[str] = []
+        for rung in self.rungs:
+            if isinstance(rung, Escalate):
+                if rung.model in state.attempted:
+                    continue
+                blocker = state.budget_blocker()
+                if blocker is not None:
+                    skipped.append(f"escalation to {rung.model} skipped: {blocker}")
+                    continue
+            reason = "; ".join([why, *skipped])
+            return Decision(action=rung, reason=reason, threshold=threshold)
+        return Decision(
+            action=Abstain(),
+            reason="; ".join([why, *skipped, "no rung left"]),
+            threshold=threshold,
+        )
+
+    def __repr__(self) -> str:
+        return f"Ladder(threshold={self.threshold}, rungs={list(self.rungs)!r})"

@@ -1,0 +1,547 @@
+"""The router: ask a model, score the answer, let the policy decide, repeat until done."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span
+
+from demur.adapters.models.base import FREE, Model, Price
+from demur.calibration.base import Calibrator
+from demur.errors import (
+    ConfigError,
+    ContextOverflowError,
+    DemurError,
+    EstimatorUnavailable,
+    ModelError,
+    ModelTimeoutError,
+    RouteError,
+    did_you_mean,
+)
+from demur.estimators.base import NOTHING, Attempt, Estimator, Needs
+from demur.policies.base import Policy, RouteState
+from demur.prompts import ChatPrompt, Prompt
+from demur.queue.base import CandidateAnswer, ReviewQueue, TicketRequest
+from demur.router.budget import Budget
+from demur.router.combine import CombineMethod, ScoreCombiner
+from demur.router.retry import RetryPolicy
+from demur.router.tracing import Redactor, RouteTracing
+from demur.types import (
+    Abstain,
+    Accept,
+    AskHuman,
+    Candidate,
+    Decision,
+    Escalate,
+    Generation,
+    GenerationRequest,
+    Query,
+    Score,
+    Step,
+    Verdict,
+)
+
+DEFAULT_ABSTAIN_MESSAGE = "I am not confident enough to answer this question."
+
+
+class _DeadlinePassed(Exception):
+    """The route's own deadline ran out during a model call."""
+
+
+class Router:
+    """Routes queries through models, estimators and a policy.
+
+        router = Router(
+            models=[weak, strong],
+            estimators=[MeanTokenLogprob()],
+            policy=Ladder(threshold=0.6, rungs=[Escalate("strong"), Abstain()]),
+        )
+        verdict = router.route("Who wrote Emma?")       # or: await router.aroute(...)
+
+    The first model answers first unless `start` names another. Estimators run concurrently,
+    each under `estimator_timeout_s`; one that fails or times out is recorded on the step and
+    skipped. Transient model errors are retried under `retry`; `budget` bounds each route.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[Model] | Mapping[str, Model],
+        *,
+        policy: Policy,
+        estimators: Sequence[Estimator] = (),
+        start: str | None = None,
+        combine: CombineMethod | ScoreCombiner = "mean",
+        calibrator: Calibrator | None = None,
+        queue: ReviewQueue | None = None,
+        budget: Budget | None = None,
+        retry: RetryPolicy | None = None,
+        estimator_timeout_s: float = 5.0,
+        prompts: Mapping[str, Prompt] | None = None,
+        abstain_message: str = DEFAULT_ABSTAIN_MESSAGE,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        capture_content: bool = False,
+        redact: Redactor | None = None,
+    ) -> None:
+        self.models = self._index_models(models)
+        self.start = start if start is not None else next(iter(self.models))
+        if self.start not in self.models:
+            raise ConfigError(
+                f"start model '{self.start}' is not among the router's models."
+                f"{did_you_mean(self.start, self.models)} Models: {', '.join(self.models)}."
+            )
+        self.policy = policy
+        self.estimators = tuple(estimators)
+        names = [e.name for e in self.estimators]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"estimator names must be unique; repeated: {', '.join(duplicates)}")
+        if not estimator_timeout_s > 0:
+            raise ConfigError(f"estimator_timeout_s must be > 0 seconds, got {estimator_timeout_s}")
+        self.combiner = combine if isinstance(combine, ScoreCombiner) else ScoreCombiner(combine)
+        self.calibrator = calibrator
+        self.queue = queue
+        self.budget = budget or Budget()
+        self.retry = retry or RetryPolicy()
+        self.estimator_timeout_s = estimator_timeout_s
+        self.abstain_message = abstain_message
+        self.policy.validate(tuple(self.models), has_queue=queue is not None)
+        unknown = set(prompts or {}) - set(self.models)
+        if unknown:
+            raise ConfigError(f"prompts given for unknown models: {', '.join(sorted(unknown))}")
+        self._requests = self._base_requests(prompts or {})
+        self.tracing = RouteTracing(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            capture_content=capture_content,
+            redact=redact,
+        )
+
+    @staticmethod
+    def _index_models(models: Sequence[Model] | Mapping[str, Model]) -> dict[str, Model]:
+        if isinstance(models, Mapping):
+            indexed = dict(models)
+        else:
+            indexed = {}
+            for model in models:
+                if model.name in indexed:
+                    raise ConfigError(f"two models are named '{model.name}'; names must be unique")
+                indexed[model.name] = model
+        if not indexed:
+            raise ConfigError("a router needs at least one model")
+        for name, model in indexed.items():
+            if not callable(getattr(model, "agenerate", None)):
+                raise ConfigError(
+                    f"model '{name}' ({type(model).__name__}) has no agenerate() method; "
+                    "see demur.Model for the protocol"
+                )
+        return indexed
+
+    def _base_requests(
+        self, prompts: Mapping[str, Prompt]
+    ) -> dict[str, tuple[Prompt, dict[str, Any]]]:
+        needs = self.needs
+        requests = {}
+        for name, model in self.models.items():
+            prompt = prompts.get(name) or getattr(model, "default_prompt", None) or ChatPrompt()
+            settings: dict[str, Any] = {
+                "max_tokens": getattr(model, "max_tokens", 64),
+                "logprobs": needs.logprobs,
+                "top_logprobs": needs.top_logprobs,
+            }
+            requests[name] = (prompt, settings)
+        return requests
+
+    @property
+    def needs(self) -> Needs:
+        """What the configured estimators need from each attempt, merged."""
+        needs = NOTHING
+        for estimator in self.estimators:
+            needs = needs.merge(estimator.needs)
+        return needs
+
+    def request_for(self, model: str, query: Query) -> GenerationRequest:
+        """The request the router sends `model` for `query`."""
+        prompt, settings = self._requests[model]
+        request = prompt.render(query)
+        return request.model_copy(update=settings)
+
+    # --- the route loop ----------------------------------------------------------------------
+
+    def route(self, query: Query | str) -> Verdict:
+        """Route one query and wait for the verdict (synchronous facade of `aroute`)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise DemurError(
+                "Router.route() was called inside a running event loop; use "
+                "`await router.aroute(query)` there instead"
+            )
+        return _thread_runner().run(self.aroute(query))
+
+    async def aroute(self, query: Query | str) -> Verdict:
+        """Route one query: attempt, estimate, decide, until the policy accepts or gives up."""
+        query = Query.coerce(query)
+        started = time.perf_counter()
+        deadline = time.monotonic() + self.budget.deadline_s
+        with self.tracing.route(self.policy.name) as root:
+            steps: list[Step] = []
+            model = self.start
+            spent = 0.0
+            while True:
+                step = await self._attempt(len(steps), model, query, deadline)
+                spent += step.cost
+                steps.append(step)
+                state = RouteState(
+                    query=query,
+                    steps=tuple(steps),
+                    models=tuple(self.models),
+                    steps_left=self.budget.max_steps - len(steps),
+                    cost_left=self.budget.max_cost - spent,
+                    time_left_s=deadline - time.monotonic(),
+                    has_queue=self.queue is not None,
+                )
+                decision = self._enforce(self.policy.decide(state), state)
+                steps[-1] = step = step.model_copy(update={"decision": decision})
+                self.tracing.decision(self.policy.name, step, decision)
+                action = decision.action
+                if isinstance(action, Escalate):
+                    model = action.model
+                    continue
+                verdict = await self._conclude(action, query, steps, root, started)
+                self.tracing.finish_route(root, verdict, self.policy.name)
+                return verdict
+
+    def _enforce(self, decision: Decision, state: RouteState) -> Decision:
+        """Hold a policy to the router's limits, whatever the policy decided."""
+        action = decision.action
+        if isinstance(action, Escalate):
+            if action.model not in self.models:
+                raise RouteError(
+                    f"policy {self.policy.name!r} escalated to unknown model '{action.model}'"
+                )
+            blocker = state.budget_blocker()
+            if blocker is not None:
+                return Decision(
+                    action=Abstain(),
+                    reason=f"{decision.reason}; escalation refused: {blocker}",
+                    threshold=decision.threshold,
+                )
+        if isinstance(action, Accept):
+            index = state.current.index if action.step is None else action.step
+            if not 0 <= index < len(state.steps) or state.steps[index].candidate is None:
+                raise RouteError(
+                    f"policy {self.policy.name!r} accepted step {index}, which has no answer"
+                )
+        if isinstance(action, AskHuman) and self.queue is None:
+            raise RouteError(f"policy {self.policy.name!r} asked a human but there is no queue")
+        return decision
+
+    async def _conclude(
+        self,
+        action: Accept | AskHuman | Abstain,
+        query: Query,
+        steps: list[Step],
+        root: Span,
+        started: float,
+    ) -> Verdict:
+        trace_id = _trace_id(root)
+        common: dict[str, Any] = {"trace_id": trace_id, "cost": sum(s.cost for s in steps)}
+        if isinstance(action, AskHuman):
+            try:
+                ticket_id = await self._enqueue(action, query, steps, trace_id)
+            except Exception as exc:
+                decision = steps[-1].decision
+                assert decision is not None
+                steps[-1] = steps[-1].model_copy(
+                    update={
+                        "decision": Decision(
+                            action=Abstain(),
+                            reason=f"{decision.reason}; review queue failed: {exc}",
+                            threshold=decision.threshold,
+                        )
+                    }
+                )
+                root.record_exception(exc)
+                action = Abstain()
+            else:
+                return Verdict(
+                    status="pending",
+                    ticket_id=ticket_id,
+                    message="A person will review this question.",
+                    confidence=steps[-1].confidence,
+                    calibrated=steps[-1].calibrated,
+                    steps=tuple(steps),
+                    latency_s=time.perf_counter() - started,
+                    **common,
+                )
+        if isinstance(action, Accept):
+            chosen = steps[steps[-1].index if action.step is None else action.step]
+            assert chosen.candidate is not None
+            return Verdict(
+                status="answered",
+                answer=chosen.candidate.text,
+                confidence=chosen.confidence,
+                calibrated=chosen.calibrated,
+                model=chosen.model,
+                steps=tuple(steps),
+                latency_s=time.perf_counter() - started,
+                **common,
+            )
+        overflow = self._only_overflows(steps)
+        if overflow is not None:
+            raise ContextOverflowError(
+                f"the question does not fit any model that was tried: {overflow}"
+            )
+        return Verdict(
+            status="abstained",
+            message=action.message or self.abstain_message,
+            confidence=steps[-1].confidence,
+            calibrated=steps[-1].calibrated,
+            steps=tuple(steps),
+            latency_s=time.perf_counter() - started,
+            **common,
+        )
+
+    @staticmethod
+    def _only_overflows(steps: list[Step]) -> str | None:
+        """The error text when every step failed because the prompt was too long."""
+        if steps and all(s.error_type == "ContextOverflowError" for s in steps):
+            return "; ".join(s.error or "" for s in steps)
+        return None
+
+    async def _enqueue(
+        self, action: AskHuman, query: Query, steps: list[Step], trace_id: str | None
+    ) -> str:
+        assert self.queue is not None
+        decision = steps[-1].decision
+        request = TicketRequest(
+            question=query.question,
+            context=query.context,
+            candidates=tuple(
+                CandidateAnswer(
+                    model=s.model,
+                    text=s.candidate.text,
+                    confidence=s.confidence,
+                    scores={sc.estimator: sc.confidence for sc in s.scores},
+                )
+                for s in steps
+                if s.candidate is not None
+            ),
+            reason=decision.reason if decision is not None else "",
+            trace_id=trace_id,
+            priority=action.priority,
+        )
+        ticket = await asyncio.to_thread(self.queue.enqueue, request)
+        return ticket.id
+
+    # --- one attempt -------------------------------------------------------------------------
+
+    async def _attempt(self, index: int, model_name: str, query: Query, deadline: float) -> Step:
+        model = self.models[model_name]
+        with self.tracing.attempt(index, model_name) as span:
+            started = time.perf_counter()
+            request = self.request_for(model_name, query)
+            retries = 0
+            try:
+                generation, retries = await self._generate(model, request, deadline)
+            except (ModelError, _DeadlinePassed) as exc:
+                retries = getattr(exc, "retries", 0)
+                if isinstance(exc, _DeadlinePassed):
+                    error, error_type = str(exc), "DeadlineExceeded"
+                else:
+                    error, error_type = str(exc), type(exc).__name__
+                step = Step(
+                    index=index,
+                    model=model_name,
+                    error=error,
+                    error_type=error_type,
+                    retries=retries,
+                    latency_s=time.perf_counter() - started,
+                )
+                self.tracing.finish_attempt(span, step)
+                return step
+            candidate = self._candidate(model, generation)
+            scores = await self._estimate(Attempt(query=query, candidate=candidate), span)
+            raw = self.combiner.combine(scores)
+            confidence = raw
+            calibrated = False
+            if raw is not None and self.calibrator is not None:
+                confidence = min(1.0, max(0.0, float(self.calibrator.calibrate(raw))))
+                calibrated = True
+            step = Step(
+                index=index,
+                model=model_name,
+                candidate=candidate,
+                scores=scores,
+                raw_confidence=raw,
+                confidence=confidence,
+                calibrated=calibrated,
+                retries=retries,
+                latency_s=time.perf_counter() - started,
+                cost=candidate.cost,
+            )
+            self.tracing.finish_attempt(span, step)
+            return step
+
+    def _candidate(self, model: Model, generation: Generation) -> Candidate:
+        price: Price = getattr(model, "price", FREE)
+        main = generation.completions[0]
+        return Candidate(
+            text=main.text.strip(),
+            model=model.name,
+            tokens=main.tokens,
+            samples=tuple(c.text.strip() for c in generation.completions[1:]),
+            finish_reason=main.finish_reason,
+            usage=generation.usage,
+            cost=price.cost(generation.usage),
+            response_id=generation.response_id,
+        )
+
+    async def _generate(
+        self, model: Model, request: GenerationRequest, deadline: float
+    ) -> tuple[Generation, int]:
+        """Call the model, retrying transient failures, never past the route deadline."""
+        call_timeout = float(getattr(model, "timeout_s", 60.0))
+        provider = str(getattr(model, "provider", type(model).__name__))
+        tries = 0
+        try:
+            async for attempt in self.retry.retrying(deadline - time.monotonic()):
+                with attempt:
+                    tries += 1
+                    time_left = deadline - time.monotonic()
+                    if time_left <= 0:
+                        raise _DeadlinePassed(
+                            f"route deadline of {self.budget.deadline_s:g}s passed "
+                            f"before {model.name} could answer"
+                        )
+                    with self.tracing.model_call(model.name, provider, request) as span:
+                        generation = await self._call_once(model, request, call_timeout, time_left)
+                        self.tracing.record_generation(span, generation)
+            return generation, tries - 1
+        except (ModelError, _DeadlinePassed) as exc:
+            exc.retries = tries - 1  # type: ignore[union-attr]
+            raise
+
+    async def _call_once(
+        self, model: Model, request: GenerationRequest, call_timeout: float, time_left: float
+    ) -> Generation:
+        limit = min(call_timeout, time_left)
+        try:
+            async with asyncio.timeout(limit):
+                generation = await model.agenerate(request)
+        except TimeoutError:
+            if limit < call_timeout:
+                raise _DeadlinePassed(
+                    f"route deadline of {self.budget.deadline_s:g}s passed "
+                    f"while waiting for {model.name}"
+                ) from None
+            raise ModelTimeoutError(
+                f"{model.name} did not answer within its timeout of {call_timeout:g}s",
+                model=model.name,
+            ) from None
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise RouteError(
+                f"model '{model.name}' raised {type(exc).__name__}: {exc}. Backends must raise "
+                "demur.ModelError subclasses so the router can retry or record the failure."
+            ) from exc
+        if not generation.completions:
+            raise RouteError(f"model '{model.name}' returned no completion")
+        return generation
+
+    async def _estimate(self, attempt: Attempt, attempt_span: Span) -> tuple[Score, ...]:
+        if not self.estimators:
+            return ()
+        if len(self.estimators) == 1:
+            return (await self._run_estimator(self.estimators[0], attempt, attempt_span),)
+        return tuple(
+            await asyncio.gather(
+                *(self._run_estimator(e, attempt, attempt_span) for e in self.estimators)
+            )
+        )
+
+    async def _run_estimator(
+        self, estimator: Estimator, attempt: Attempt, attempt_span: Span
+    ) -> Score:
+        with self.tracing.estimator(estimator.name) as span:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.estimator_timeout_s):
+                    score = await estimator.aestimate(attempt)
+            except EstimatorUnavailable as exc:
+                score = Score(estimator=estimator.name, status="unavailable", detail=str(exc))
+            except TimeoutError:
+                score = Score(
+                    estimator=estimator.name,
+                    status="timeout",
+                    detail=f"no score within {self.estimator_timeout_s:g}s",
+                )
+            except Exception as exc:
+                span.record_exception(exc)
+                score = Score(
+                    estimator=estimator.name,
+                    status="failed",
+                    detail=f"{type(exc).__name__}: {exc}",
+                )
+            score = score.model_copy(update={"duration_s": time.perf_counter() - started})
+            self.tracing.record_score(attempt_span, span, score)
+            return score
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release the models' resources (loaded weights, HTTP connections)."""
+        for model in self.models.values():
+            closer = getattr(model, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    def close(self) -> None:
+        _thread_runner().run(self.aclose())
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"Router(models={list(self.models)}, policy={self.policy!r}, "
+            f"estimators={[e.name for e in self.estimators]})"
+        )
+
+
+_local = threading.local()
+
+
+def _thread_runner() -> asyncio.Runner:
+    """One long-lived event loop per thread, so the sync facade does not pay loop setup."""
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    if runner is None:
+        runner = asyncio.Runner()
+        _local.runner = runner
+    return runner
+
+
+def _trace_id(span: Span) -> str | None:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+__all__ = ["DEFAULT_ABSTAIN_MESSAGE", "Router"]

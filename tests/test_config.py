@@ -1,0 +1,149 @@
+"""Router configs: validation messages that name the place and the fix, and building routers."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from demur import ConfigError, Escalate, Ladder, ScriptedModel
+from demur.config import default_config, load_config, load_router, parse_config
+
+GOOD_YAML = """\
+models:
+  weak:
+    kind: scripted
+    replies: [{text: "Lyon", logprobs: [-1.2]}]
+  strong:
+    kind: scripted
+    replies: [{text: "Paris", logprobs: [-0.05]}]
+    price: {input_per_1k: 0.5, output_per_1k: 1.5}
+estimators: [mean_logprob, {name: entropy, top_k: 3}]
+combine: min
+policy:
+  kind: ladder
+  threshold: 0.5
+  per_model: {strong: 0.4}
+  rungs:
+    - escalate: strong
+    - human
+    - abstain: "No idea."
+queue: {path: QUEUE}
+budget: {max_steps: 2, deadline_s: 30}
+retry: {max_attempts: 2}
+"""
+
+
+def write(tmp_path, text: str, name: str = "demur.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).replace("QUEUE", str(tmp_path / "q.db")))
+    return path
+
+
+def test_a_yaml_config_builds_a_working_router(tmp_path):
+    router = load_router(write(tmp_path, GOOD_YAML))
+    assert list(router.models) == ["weak", "strong"]
+    assert isinstance(router.models["weak"], ScriptedModel)
+    assert isinstance(router.policy, Ladder)
+    assert router.policy.rungs[0] == Escalate("strong")
+    assert router.budget.max_steps == 2
+    assert [e.name for e in router.estimators] == ["mean_logprob", "entropy"]
+    verdict = router.route("Capital of France?")
+    assert verdict.answer == "Paris"
+    assert verdict.model == "strong"
+
+
+def test_a_toml_config_works_too(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        [models.only]
+        kind = "scripted"
+        replies = ["Paris"]
+
+        [policy]
+        threshold = 0.5
+        """,
+        name="demur.toml",
+    )
+    verdict = load_router(path).route("Capital?")
+    # No logprobs from this script, so no confidence: the default rung abstains.
+    assert verdict.status == "abstained"
+
+
+def test_typos_are_reported_with_file_line_path_and_suggestion(tmp_path):
+    bad = GOOD_YAML.replace("threshold: 0.5", "treshold: 0.5").replace("max_steps", "max_stepz")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, bad))
+    message = str(err.value)
+    assert "2 problems" in message
+    assert (
+        "demur.yaml, line 13, policy: unknown option 'treshold'. Did you mean 'threshold'?"
+        in message
+    )
+    assert "line 20, budget: unknown option 'max_stepz'. Did you mean 'max_steps'?" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("threshold: 0.5", "threshold: 1.5"),
+            "policy.threshold: Input should be less than or equal to 1",
+        ),
+        (("escalate: strong", "escalate: strnog"), "names model 'strnog'"),
+        (("[mean_logprob,", "[mean_logprb,"), "Did you mean 'mean_logprob'?"),
+        (
+            (
+                'kind: scripted\n    replies: [{text: "Lyon"',
+                'kind: scriptd\n    replies: [{text: "Lyon"',
+            ),
+            "models.weak",
+        ),
+        (("queue: {path: QUEUE}", ""), "add `queue: {path: .demur/queue.db}`"),
+        (("- human", "- humane"), "unknown rung 'humane'"),
+    ],
+)
+def test_each_mistake_gets_a_clear_message(tmp_path, change, expected):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(write(tmp_path, GOOD_YAML.replace(*change)))
+    assert expected in str(err.value)
+
+
+def test_missing_file_and_bad_syntax(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "models: [unclosed"))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "models = [", name="x.toml"))
+    with pytest.raises(ConfigError, match="must end in .yaml, .yml or .toml"):
+        load_config(write(tmp_path, "{}", name="x.json"))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config(["not", "a", "mapping"])
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path):
+    config = parse_config(
+        {
+            "models": {"m": {"kind": "llama_cpp", "path": str(tmp_path / "missing.gguf")}},
+            "policy": {"threshold": 0.5},
+        }
+    )
+    from demur.config import build_router
+
+    with pytest.raises(ConfigError, match="missing.gguf"):
+        build_router(config)
+
+
+def test_llama_cpp_needs_exactly_one_source():
+    with pytest.raises(ConfigError, match="exactly one of 'builtin'"):
+        parse_config({"models": {"m": {"kind": "llama_cpp"}}, "policy": {"threshold": 0.5}})
+
+
+def test_the_embedded_default_config_is_valid():
+    config = default_config()
+    assert set(config.models) == {"weak", "strong"}
+    assert config.queue is not None
+    assert config.tracing.exporter == "jsonl"
+    assert not config.tracing.capture_content
