@@ -105,7 +105,7 @@ class ScriptedModel:
         if callable(replies):
             return replies
         if isinstance(replies, Mapping):
-            table = dict(replies)
+            table: dict[str, ReplySpec] = dict(replies)
 
             def by_question(request: GenerationRequest) -> ReplySpec:
                 text = request.prompt or (request.messages[-1].content if request.messages else "")
