@@ -42,6 +42,10 @@ class Estimator(Protocol):
 
     Raise `EstimatorUnavailable` when an input is missing (e.g. the backend gave no
     logprobs); any other exception is recorded as a failure. Neither stops the route.
+
+    An estimator that computes in-process, without I/O, may also define a synchronous
+    `estimate(attempt) -> Score`; the router then calls that directly and skips the timeout
+    machinery, which could not interrupt a synchronous computation anyway.
     """
 
     name: str

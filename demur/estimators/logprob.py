@@ -34,8 +34,11 @@ class TokenLogprobEstimator(ABC):
         value, confidence = self.compute(tokens)
         return Score(estimator=self.name, value=value, confidence=min(1.0, max(0.0, confidence)))
 
-    async def aestimate(self, attempt: Attempt) -> Score:
+    def estimate(self, attempt: Attempt) -> Score:
         return self.score(attempt.candidate.tokens)
+
+    async def aestimate(self, attempt: Attempt) -> Score:
+        return self.estimate(attempt)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

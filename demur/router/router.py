@@ -21,6 +21,7 @@ from demur.errors import (
     ModelError,
     ModelTimeoutError,
     RouteError,
+    TransientModelError,
     did_you_mean,
 )
 from demur.estimators.base import NOTHING, Attempt, Estimator, Needs
@@ -408,27 +409,51 @@ class Router:
     async def _generate(
         self, model: Model, request: GenerationRequest, deadline: float
     ) -> tuple[Generation, int]:
-        """Call the model, retrying transient failures, never past the route deadline."""
+        """Call the model, retrying transient failures, never past the route deadline.
+
+        The first call runs outside tenacity, which only steps in after a transient failure:
+        the common case stays cheap, and the retry schedule is the same either way.
+        """
         call_timeout = float(getattr(model, "timeout_s", 60.0))
         provider = str(getattr(model, "provider", type(model).__name__))
-        tries = 0
+        try:
+            return await self._call_traced(model, provider, request, call_timeout, deadline), 0
+        except TransientModelError as exc:
+            first_failure: TransientModelError | None = exc
+        tries = 1
         try:
             async for attempt in self.retry.retrying(deadline - time.monotonic()):
                 with attempt:
+                    if first_failure is not None:
+                        failure, first_failure = first_failure, None
+                        raise failure  # lets tenacity count it and back off
                     tries += 1
-                    time_left = deadline - time.monotonic()
-                    if time_left <= 0:
-                        raise _DeadlinePassed(
-                            f"route deadline of {self.budget.deadline_s:g}s passed "
-                            f"before {model.name} could answer"
-                        )
-                    with self.tracing.model_call(model.name, provider, request) as span:
-                        generation = await self._call_once(model, request, call_timeout, time_left)
-                        self.tracing.record_generation(span, generation)
+                    generation = await self._call_traced(
+                        model, provider, request, call_timeout, deadline
+                    )
             return generation, tries - 1
         except (ModelError, _DeadlinePassed) as exc:
             exc.retries = tries - 1  # type: ignore[union-attr]
             raise
+
+    async def _call_traced(
+        self,
+        model: Model,
+        provider: str,
+        request: GenerationRequest,
+        call_timeout: float,
+        deadline: float,
+    ) -> Generation:
+        time_left = deadline - time.monotonic()
+        if time_left <= 0:
+            raise _DeadlinePassed(
+                f"route deadline of {self.budget.deadline_s:g}s passed "
+                f"before {model.name} could answer"
+            )
+        with self.tracing.model_call(model.name, provider, request) as span:
+            generation = await self._call_once(model, request, call_timeout, time_left)
+            self.tracing.record_generation(span, generation)
+        return generation
 
     async def _call_once(
         self, model: Model, request: GenerationRequest, call_timeout: float, time_left: float
@@ -475,8 +500,13 @@ class Router:
         with self.tracing.estimator(estimator.name) as span:
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(self.estimator_timeout_s):
-                    score = await estimator.aestimate(attempt)
+                estimate = getattr(estimator, "estimate", None)
+                if estimate is not None:
+                    # In-process estimators cannot be interrupted by a timeout anyway.
+                    score = estimate(attempt)
+                else:
+                    async with asyncio.timeout(self.estimator_timeout_s):
+                        score = await estimator.aestimate(attempt)
             except EstimatorUnavailable as exc:
                 score = Score(estimator=estimator.name, status="unavailable", detail=str(exc))
             except TimeoutError:
