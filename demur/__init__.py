@@ -11,6 +11,7 @@ from demur.calibration.base import Calibrator
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
+    DeadlineExceededError,
     DemurError,
     EstimatorError,
     EstimatorUnavailable,
@@ -58,6 +59,34 @@ from demur.types import (
     Verdict,
 )
 
+# Exported lazily: these modules cost import time that most users of the router never need.
+_LAZY = {
+    "JsonLinesSpanExporter": "demur.telemetry",
+    "LlamaCppModel": "demur.adapters.models.llama_cpp",
+    "OpenAICompatibleModel": "demur.adapters.models.openai_http",
+    "RouterConfig": "demur.config",
+    "Telemetry": "demur.telemetry",
+    "configure_telemetry": "demur.telemetry",
+    "load_config": "demur.config",
+    "load_router": "demur.config",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'demur' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "Abstain",
     "Accept",
@@ -72,6 +101,7 @@ __all__ = [
     "CompletionPrompt",
     "ConfigError",
     "ContextOverflowError",
+    "DeadlineExceededError",
     "Decision",
     "DemurError",
     "Escalate",
@@ -83,7 +113,9 @@ __all__ = [
     "GenerationRequest",
     "GreedyNLL",
     "InvalidQueryError",
+    "JsonLinesSpanExporter",
     "Ladder",
+    "LlamaCppModel",
     "MeanTokenEntropy",
     "MeanTokenLogprob",
     "Message",
@@ -94,6 +126,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelTimeoutError",
     "Needs",
+    "OpenAICompatibleModel",
     "PermanentModelError",
     "Policy",
     "Price",
@@ -107,12 +140,14 @@ __all__ = [
     "RouteError",
     "RouteState",
     "Router",
+    "RouterConfig",
     "Score",
     "ScoreCombiner",
     "ScriptedModel",
     "ServerError",
     "SqliteQueue",
     "Step",
+    "Telemetry",
     "Ticket",
     "TicketRequest",
     "TokenAlternative",
@@ -121,4 +156,7 @@ __all__ = [
     "Usage",
     "Verdict",
     "__version__",
+    "configure_telemetry",
+    "load_config",
+    "load_router",
 ]

@@ -49,11 +49,16 @@ class InvalidQueryError(DemurError, ValueError):
 
 
 class ModelError(DemurError):
-    """A model call failed."""
+    """A model call failed. `retries` counts the retries made before giving up."""
 
     def __init__(self, message: str, *, model: str | None = None) -> None:
         self.model = model
+        self.retries = 0
         super().__init__(message)
+
+
+class DeadlineExceededError(ModelError):
+    """The route's deadline passed before the model answered; never retried."""
 
 
 class TransientModelError(ModelError):

@@ -12,7 +12,7 @@ def test_all_is_sorted_and_complete():
         if not name.startswith("_") and not inspect.ismodule(getattr(demur, name))
     }
     assert set(demur.__all__) - {"__version__"} == public
-    assert demur.__all__ == sorted(demur.__all__, key=lambda n: (n.startswith("_"), n))
+    assert demur.__all__ == sorted(demur.__all__)
 
 
 def test_import_demur_does_not_import_heavy_integrations():
@@ -27,3 +27,8 @@ def test_import_demur_does_not_import_heavy_integrations():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_lazy_exports_resolve():
+    for name in ("configure_telemetry", "load_router", "LlamaCppModel", "OpenAICompatibleModel"):
+        assert getattr(demur, name).__name__ == name

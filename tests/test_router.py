@@ -426,7 +426,7 @@ def test_deadline_stops_a_slow_route_and_nothing_hangs():
         retry=FAST_RETRY,
     )
     verdict = router.route("Q?")
-    assert verdict.steps[0].error_type == "DeadlineExceeded"
+    assert verdict.steps[0].error_type == "DeadlineExceededError"
     assert "deadline of 0.1s" in (verdict.steps[0].error or "")
     assert verdict.status == "abstained"
     assert strong.calls == []
@@ -548,3 +548,15 @@ def test_verdicts_serialise_to_json_and_back():
     verdict = router.route("Capital?")
     again = Verdict.model_validate_json(verdict.model_dump_json())
     assert again == verdict
+
+
+def test_an_estimator_returning_garbage_is_recorded_as_failed():
+    class Garbage(StaticEstimator):
+        async def aestimate(self, attempt: Attempt) -> Score:
+            return 0.9  # type: ignore[return-value]
+
+    model = ScriptedModel("m", [Reply.confident("Paris", 0.9)])
+    verdict = Router([model], estimators=[Garbage("garbage")], policy=Ladder(0.5)).route("Q?")
+    score = verdict.steps[0].scores[0]
+    assert score.status == "failed"
+    assert score.detail == "TypeError: returned float, not a demur.Score"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from demur.calibration.base import Calibrator
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
+    DeadlineExceededError,
     DemurError,
     EstimatorUnavailable,
     ModelError,
@@ -48,10 +50,6 @@ from demur.types import (
 )
 
 DEFAULT_ABSTAIN_MESSAGE = "I am not confident enough to answer this question."
-
-
-class _DeadlinePassed(Exception):
-    """The route's own deadline ran out during a model call."""
 
 
 class Router:
@@ -185,7 +183,9 @@ class Router:
                 "Router.route() was called inside a running event loop; use "
                 "`await router.aroute(query)` there instead"
             )
-        return _thread_runner().run(self.aroute(query))
+        # The runner's loop outlives this call: pass the caller's context explicitly so demur's
+        # spans nest under the caller's active span.
+        return _thread_runner().run(self.aroute(query), context=contextvars.copy_context())
 
     async def aroute(self, query: Query | str) -> Verdict:
         """Route one query: attempt, estimate, decide, until the policy accepts or gives up."""
@@ -350,21 +350,15 @@ class Router:
         with self.tracing.attempt(index, model_name) as span:
             started = time.perf_counter()
             request = self.request_for(model_name, query)
-            retries = 0
             try:
                 generation, retries = await self._generate(model, request, deadline)
-            except (ModelError, _DeadlinePassed) as exc:
-                retries = getattr(exc, "retries", 0)
-                if isinstance(exc, _DeadlinePassed):
-                    error, error_type = str(exc), "DeadlineExceeded"
-                else:
-                    error, error_type = str(exc), type(exc).__name__
+            except ModelError as exc:
                 step = Step(
                     index=index,
                     model=model_name,
-                    error=error,
-                    error_type=error_type,
-                    retries=retries,
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    retries=exc.retries,
                     latency_s=time.perf_counter() - started,
                 )
                 self.tracing.finish_attempt(span, step)
@@ -432,8 +426,8 @@ class Router:
                         model, provider, request, call_timeout, deadline
                     )
             return generation, tries - 1
-        except (ModelError, _DeadlinePassed) as exc:
-            exc.retries = tries - 1  # type: ignore[union-attr]
+        except ModelError as exc:
+            exc.retries = tries - 1
             raise
 
     async def _call_traced(
@@ -446,7 +440,7 @@ class Router:
     ) -> Generation:
         time_left = deadline - time.monotonic()
         if time_left <= 0:
-            raise _DeadlinePassed(
+            raise DeadlineExceededError(
                 f"route deadline of {self.budget.deadline_s:g}s passed "
                 f"before {model.name} could answer"
             )
@@ -464,7 +458,7 @@ class Router:
                 generation = await model.agenerate(request)
         except TimeoutError:
             if limit < call_timeout:
-                raise _DeadlinePassed(
+                raise DeadlineExceededError(
                     f"route deadline of {self.budget.deadline_s:g}s passed "
                     f"while waiting for {model.name}"
                 ) from None
@@ -503,10 +497,13 @@ class Router:
                 estimate = getattr(estimator, "estimate", None)
                 if estimate is not None:
                     # In-process estimators cannot be interrupted by a timeout anyway.
-                    score = estimate(attempt)
+                    result: object = estimate(attempt)
                 else:
                     async with asyncio.timeout(self.estimator_timeout_s):
-                        score = await estimator.aestimate(attempt)
+                        result = await estimator.aestimate(attempt)
+                if not isinstance(result, Score):
+                    raise TypeError(f"returned {type(result).__name__}, not a demur.Score")
+                score = result
             except EstimatorUnavailable as exc:
                 score = Score(estimator=estimator.name, status="unavailable", detail=str(exc))
             except TimeoutError:
