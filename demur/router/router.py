@@ -491,10 +491,10 @@ class Router:
     async def _run_estimator(
         self, estimator: Estimator, attempt: Attempt, attempt_span: Span
     ) -> Score:
-        with self.tracing.estimator(estimator.name) as span:
+        estimate = getattr(estimator, "estimate", None)
+        with self.tracing.estimator(estimator.name, current=estimate is None) as span:
             started = time.perf_counter()
             try:
-                estimate = getattr(estimator, "estimate", None)
                 if estimate is not None:
                     # In-process estimators cannot be interrupted by a timeout anyway.
                     result: object = estimate(attempt)

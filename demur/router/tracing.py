@@ -173,11 +173,19 @@ class RouteTracing:
         return json.dumps(messages)
 
     @contextmanager
-    def estimator(self, name: str) -> Iterator[Span]:
-        with self.tracer.start_as_current_span(
-            f"demur.estimate {name}", attributes={"demur.estimator": name}
-        ) as span:
+    def estimator(self, name: str, *, current: bool = True) -> Iterator[Span]:
+        """An estimator's span; `current=False` skips making it the active span, which only
+        matters when the estimator makes calls of its own (a judge model, say)."""
+        span_name, attributes = f"demur.estimate {name}", {"demur.estimator": name}
+        if current:
+            with self.tracer.start_as_current_span(span_name, attributes=attributes) as span:
+                yield span
+            return
+        span = self.tracer.start_span(span_name, attributes=attributes)
+        try:
             yield span
+        finally:
+            span.end()
 
     def record_score(self, attempt_span: Span, estimator_span: Span, score: Score) -> None:
         estimator_span.set_attribute("demur.score.status", score.status)
@@ -224,8 +232,7 @@ class RouteTracing:
             attributes["demur.threshold"] = decision.threshold
         if action == "escalate":
             attributes["demur.escalate.model"] = decision.action.model  # type: ignore[union-attr]
-        with self.tracer.start_as_current_span("demur.decide", attributes=attributes):
-            pass
+        self.tracer.start_span("demur.decide", attributes=attributes).end()
         self.decisions.add(1, {"demur.action": action, "demur.policy": policy})
 
 
