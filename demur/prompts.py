@@ -6,7 +6,6 @@ Instruction-tuned models get a `ChatPrompt` (system and user messages); base mod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -31,30 +30,10 @@ class Prompt(Protocol):
     def render(self, query: Query) -> GenerationRequest: ...
 
 
-class ChatPrompt(BaseModel):
-    """System and user messages for a chat model."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["chat"] = "chat"
-    system: str = DEFAULT_SYSTEM
-    user: str = "Question: {question}"
-    user_with_context: str = "Passage: {context}\n\nQuestion: {question}"
-    stop: tuple[str, ...] = ("\n",)
-
-    def render(self, query: Query) -> GenerationRequest:
-        template = self.user_with_context if query.context else self.user
-        user = template.format(question=query.question, context=_context_block(query))
-        messages = [Message(role="user", content=user)]
-        if self.system:
-            messages.insert(0, Message(role="system", content=self.system))
-        return GenerationRequest(messages=tuple(messages), stop=self.stop)
-
-
 class FewShotExample(BaseModel):
     """One worked example for a CompletionPrompt."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     question: str
     answer: str
@@ -77,16 +56,58 @@ DEFAULT_EXAMPLES: tuple[FewShotExample, ...] = (
         question="How high is Mount Kilimanjaro?",
         answer="5,895 metres",
     ),
+    FewShotExample(
+        context="Lionel Messi is an Argentine footballer. Cristiano Ronaldo is a Portuguese "
+        "footballer.",
+        question="Are Lionel Messi and Cristiano Ronaldo of the same nationality?",
+        answer="no",
+    ),
+    FewShotExample(
+        context="The Beatles formed in Liverpool in 1960. The Rolling Stones formed in London "
+        "in 1962.",
+        question="Which band formed first, the Beatles or the Rolling Stones?",
+        answer="The Beatles",
+    ),
 )
+
+
+class ChatPrompt(BaseModel):
+    """System and user messages for a chat model, optionally after worked examples.
+
+    Each example becomes a user turn and an assistant turn before the real question, which
+    teaches small chat models the expected length and form of an answer.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    kind: Literal["chat"] = "chat"
+    system: str = DEFAULT_SYSTEM
+    user: str = "Question: {question}"
+    user_with_context: str = "Passage: {context}\n\nQuestion: {question}"
+    examples: tuple[FewShotExample, ...] = ()
+    stop: tuple[str, ...] = ("\n",)
+
+    def _user(self, question: str, context: str | None) -> Message:
+        template = self.user_with_context if context else self.user
+        return Message(role="user", content=template.format(question=question, context=context))
+
+    def render(self, query: Query) -> GenerationRequest:
+        context = _context_block(query) or None
+        messages = [Message(role="system", content=self.system)] if self.system else []
+        for example in self.examples:
+            messages.append(self._user(example.question, example.context if context else None))
+            messages.append(Message(role="assistant", content=example.answer))
+        messages.append(self._user(query.question, context))
+        return GenerationRequest(messages=tuple(messages), stop=self.stop)
 
 
 class CompletionPrompt(BaseModel):
     """A few-shot text prompt for base (not instruction-tuned) models."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     kind: Literal["few_shot"] = "few_shot"
-    examples: Sequence[FewShotExample] = DEFAULT_EXAMPLES
+    examples: tuple[FewShotExample, ...] = DEFAULT_EXAMPLES
     stop: tuple[str, ...] = ("\n",)
 
     def _block(self, question: str, context: str | None, answer: str | None) -> str:

@@ -14,7 +14,7 @@ from demur.errors import InvalidQueryError
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # --- What goes in ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from demur.types import Candidate, Query, Score
 class Needs(BaseModel):
     """What an estimator needs from the attempt, so the router can fetch it once for all."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=20)

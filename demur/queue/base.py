@@ -13,7 +13,7 @@ TicketStatus = Literal["pending", "resolved"]
 class CandidateAnswer(BaseModel):
     """A model's answer as a reviewer sees it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     model: str
     text: str
@@ -24,7 +24,7 @@ class CandidateAnswer(BaseModel):
 class TicketRequest(BaseModel):
     """What the router sends to the queue."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     question: str
     context: tuple[str, ...] = ()

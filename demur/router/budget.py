@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Budget(BaseModel):
     """Per-route limits. A policy cannot escalate past them; the router enforces them too."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     max_steps: int = Field(default=4, ge=1, description="model attempts per route")
     max_cost: float = Field(default=math.inf, gt=0, description="model cost per route")

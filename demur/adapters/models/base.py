@@ -12,7 +12,7 @@ from demur.types import Generation, GenerationRequest, Usage
 class Price(BaseModel):
     """What a model charges, in the caller's currency per 1,000 tokens."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     input_per_1k: float = Field(default=0.0, ge=0.0)
     output_per_1k: float = Field(default=0.0, ge=0.0)

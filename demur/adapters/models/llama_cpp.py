@@ -1,0 +1,525 @@
+"""A local GGUF model run in-process by llama.cpp, with logprobs over the full vocabulary.
+
+Generation is a token loop over llama.cpp's last-position logits: demur computes the
+log-softmax and picks the token itself, so logprobs cost one vocabulary row per token instead
+of llama-cpp-python's `logits_all=True` buffer (n_ctx x n_vocab floats, about 2 GB for Gemma).
+
+`llama_cpp` is imported on first use; the weights load on the first call, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import collections
+import ctypes
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from demur.adapters.models import catalog
+from demur.adapters.models.base import FREE, Price
+from demur.errors import (
+    ConfigError,
+    ContextOverflowError,
+    DemurError,
+    MissingDependencyError,
+    ModelError,
+    ModelNotFoundError,
+    PermanentModelError,
+)
+from demur.prompts import ChatPrompt, CompletionPrompt, Prompt
+from demur.types import (
+    Completion,
+    Generation,
+    GenerationRequest,
+    TokenAlternative,
+    TokenLogprob,
+    Usage,
+)
+
+logger = logging.getLogger("demur.llama_cpp")
+
+_T = TypeVar("_T")
+_Logits = npt.NDArray[np.float32]
+_LogProbs = npt.NDArray[np.float64]
+
+# --- llama.cpp's native log -------------------------------------------------------------------
+
+_recent_log: collections.deque[str] = collections.deque(maxlen=8)
+_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
+
+
+def _install_log_callback(llama_cpp: Any) -> None:
+    """Route llama.cpp's stderr chatter to the `demur.llama_cpp` logger at DEBUG.
+
+    The last lines are kept so a failed load can say what llama.cpp complained about. This
+    replaces llama.cpp's process-wide log callback.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip()
+        if line:
+            _recent_log.append(line)
+            logger.debug("%s", line)
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise MissingDependencyError("llama-cpp-python", "local", "LlamaCppModel") from exc
+    _install_log_callback(llama_cpp)
+    return llama_cpp
+
+
+# --- numerics ---------------------------------------------------------------------------------
+
+
+def _log_softmax(logits: _Logits) -> _LogProbs:
+    x = logits.astype(np.float64)
+    shifted = x - x.max()
+    result: _LogProbs = shifted - np.log(np.exp(shifted).sum())
+    return result
+
+
+def _top_k(scores: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.intp]:
+    """Indices of the k highest scores, highest first (logits and logprobs rank alike)."""
+    k = min(k, scores.size)
+    best = np.argpartition(scores, scores.size - k)[-k:]
+    ordered: npt.NDArray[np.intp] = best[np.argsort(-scores[best], kind="stable")]
+    return ordered
+
+
+def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
+    """Where the earliest stop string begins in text[start:], or None."""
+    found = [i for i in (text.find(s, start) for s in stops if s) if i >= 0]
+    return min(found) if found else None
+
+
+class _Cancelled(Exception):
+    """The awaiting task went away; the worker thread stops between tokens."""
+
+
+# --- the loaded model -------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    """A llama.cpp model and context, with what the token loop needs at hand."""
+
+    llama_cpp: Any
+    llm: Any
+    vocab: Any
+    n_vocab: int
+    chat_format: Any | None
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token decodes to (special tokens render as nothing)."""
+        buf = ctypes.create_string_buffer(64)
+        n = self.llama_cpp.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+        return bytes(buf.raw[:n])
+
+    def is_end(self, token: int) -> bool:
+        return bool(self.llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def last_logits(self) -> _Logits:
+        """A copy of the logits at the last evaluated position."""
+        pointer = self.llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        if not pointer:
+            raise RuntimeError("llama.cpp returned no logits for the last position")
+        row: _Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+        return row
+
+    def truncate(self, n: int) -> None:
+        """Forget every evaluated token from position n on."""
+        if n >= self.llm.n_tokens:
+            return
+        memory = self.llama_cpp.llama_get_memory(self.llm.ctx)
+        if n > 0 and self.llama_cpp.llama_memory_seq_rm(memory, -1, n, -1):
+            self.llm.n_tokens = n
+        else:
+            self.llm.reset()
+
+    def evaluate(self, tokens: Sequence[int], cancel: threading.Event) -> None:
+        """Extend the context with tokens, a batch at a time, stopping if cancelled."""
+        step = int(self.llm.n_batch)
+        for i in range(0, len(tokens), step):
+            if cancel.is_set():
+                raise _Cancelled
+            self.llm.eval(tokens[i : i + step])
+
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> _Logits:
+        """Evaluate the prompt, reusing whatever prefix the context already holds."""
+        limit = min(int(self.llm.n_tokens), len(tokens) - 1)
+        held = self.llm.input_ids[:limit]
+        differ = np.flatnonzero(held != np.asarray(tokens[:limit], dtype=held.dtype))
+        self.truncate(int(differ[0]) if differ.size else limit)
+        self.evaluate(tokens[self.llm.n_tokens :], cancel)
+        return self.last_logits()
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+@dataclass
+class _Draft:
+    """One completion as the token loop builds it."""
+
+    text: str
+    tokens: list[TokenLogprob]
+    finish_reason: str
+    generated: int
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+
+class LlamaCppModel:
+    """A GGUF model run locally by llama.cpp: free, private, and with full logprobs.
+
+    Give either `path` (a .gguf file) or `builtin` (one of `catalog.BUILTIN_MODELS`, e.g.
+    "smollm2-135m"). `chat` says whether the model is instruction-tuned, which picks the
+    default prompt (ChatPrompt or CompletionPrompt); it defaults to the built-in's kind, or
+    True for a path. `n_ctx` defaults to the built-in's context size, or 2048.
+    Sampling at temperature 0 is greedy; otherwise plain softmax sampling, seeded from
+    `request.seed` or `seed` so runs repeat exactly.
+    """
+
+    provider = "llama.cpp"
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        builtin: str | None = None,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        chat: bool | None = None,
+        max_tokens: int = 64,
+        timeout_s: float = 60.0,
+        price: Price = FREE,
+        default_prompt: Prompt | None = None,
+        seed: int = 0,
+    ) -> None:
+        if (path is None) == (builtin is None):
+            raise ConfigError(
+                f"LlamaCppModel '{name}' needs exactly one of path= (a .gguf file) or "
+                f"builtin= (one of: {', '.join(catalog.BUILTIN_MODELS)})"
+            )
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise MissingDependencyError("llama-cpp-python", "local", "LlamaCppModel")
+        entry = catalog.builtin(builtin) if builtin is not None else None
+        if entry is not None:
+            entry.check()
+        self.name = name
+        self.builtin = builtin
+        self.path: Path | None = None
+        if path is not None:
+            self.path = Path(path).expanduser()
+            if not self.path.is_file():
+                raise ModelNotFoundError(
+                    f"no model file at {self.path} for '{name}'. Check the path, or use a "
+                    f"built-in model: LlamaCppModel('{name}', builtin='smollm2-135m') "
+                    f"(built-ins: {', '.join(catalog.BUILTIN_MODELS)})",
+                    model=name,
+                )
+        self.n_ctx = n_ctx or (entry.n_ctx if entry is not None else 2048)
+        self.n_threads = n_threads or _available_cores()
+        self.chat = chat if chat is not None else (entry.chat if entry is not None else True)
+        self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.price = price
+        self.seed = seed
+        if default_prompt is not None:
+            self.default_prompt: Prompt = default_prompt
+        elif entry is not None and self.chat == entry.chat:
+            self.default_prompt = entry.default_prompt()
+        else:
+            self.default_prompt = ChatPrompt() if self.chat else CompletionPrompt()
+        if self.n_ctx < 16 or self.n_threads < 1 or max_tokens < 1 or not timeout_s > 0:
+            raise ConfigError(
+                f"LlamaCppModel '{name}': n_ctx must be >= 16, n_threads >= 1, max_tokens >= 1 "
+                f"and timeout_s > 0; got n_ctx={self.n_ctx}, n_threads={self.n_threads}, "
+                f"max_tokens={max_tokens}, timeout_s={timeout_s}"
+            )
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+
+    def __repr__(self) -> str:
+        source = f"builtin={self.builtin!r}" if self.builtin else f"path='{self.path}'"
+        return f"LlamaCppModel({self.name!r}, {source}, n_ctx={self.n_ctx})"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def aload(self) -> None:
+        """Load the weights now rather than on the first call."""
+        await asyncio.to_thread(self._run_locked, self._ensure_loaded)
+
+    async def aclose(self) -> None:
+        """Free the weights; a later call loads them again."""
+        await asyncio.to_thread(self._run_locked, self._unload)
+
+    def _run_locked(self, action: Callable[[], _T]) -> _T:
+        with self._lock:
+            return action()
+
+    def _unload(self) -> None:
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    def _ensure_loaded(self) -> _Loaded:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    def _model_path(self) -> Path:
+        if self.path is not None:
+            return self.path
+        assert self.builtin is not None
+        try:
+            return catalog.resolve_builtin(self.builtin)
+        except DemurError as exc:
+            raise PermanentModelError(str(exc), model=self.name) from None
+
+    def _load(self) -> _Loaded:
+        llama_cpp = _import_llama_cpp()
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        path = self._model_path()
+        _recent_log.clear()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                logits_all=False,
+                # A full-size sliding-window cache lets the context rewind to any prefix.
+                swa_full=True,
+                seed=self.seed,
+                verbose=False,
+            )
+        except Exception as exc:
+            said = "; ".join(
+                line for line in list(_recent_log)[-4:] if "failed to load model" not in line
+            )
+            raise PermanentModelError(
+                f"llama.cpp could not load {path} for '{self.name}': {exc}"
+                + (f" (llama.cpp said: {said})" if said else "")
+                + ". Check that it is a GGUF file this llama-cpp-python version supports.",
+                model=self.name,
+            ) from None
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        template = llm.metadata.get("tokenizer.chat_template")
+        chat_format = None
+        if template:
+            # Templates may spell out BOS and EOS, so they need their text.
+            def text(token: int) -> str:
+                raw = llama_cpp.llama_vocab_get_text(vocab, token) if token != -1 else None
+                return raw.decode(errors="replace") if raw else ""
+
+            chat_format = Jinja2ChatFormatter(
+                template=template,
+                eos_token=text(llm.token_eos()),
+                bos_token=text(llm.token_bos()),
+            )
+        return _Loaded(
+            llama_cpp=llama_cpp,
+            llm=llm,
+            vocab=vocab,
+            n_vocab=int(llm.n_vocab()),
+            chat_format=chat_format,
+        )
+
+    # --- generation ---------------------------------------------------------------------------
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, request, cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # the worker stops at its next token and frees the model
+            raise
+
+    def _generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
+        with self._lock:
+            if cancel.is_set():
+                raise _Cancelled
+            try:
+                return self._generate_locked(request, cancel)
+            except (ModelError, _Cancelled):
+                raise
+            except DemurError as exc:
+                raise PermanentModelError(str(exc), model=self.name) from None
+            except Exception as exc:
+                logger.debug("llama.cpp failed in %s", self.name, exc_info=True)
+                if self._loaded is not None:
+                    self._loaded.llm.reset()
+                raise PermanentModelError(
+                    f"llama.cpp failed while generating with '{self.name}': "
+                    f"{type(exc).__name__}: {exc}",
+                    model=self.name,
+                ) from None
+
+    def _generate_locked(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
+        model = self._ensure_loaded()
+        tokens = self._prompt_tokens(model, request)
+        if len(tokens) + request.max_tokens > self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt is {len(tokens)} tokens but {self.name}'s context window is "
+                f"{self.n_ctx} (with {request.max_tokens} reserved for the answer); "
+                "shorten the question or raise n_ctx",
+                model=self.name,
+            )
+        first = model.prefill(tokens, cancel)
+        base_seed = (request.seed if request.seed is not None else self.seed) % 2**63
+        drafts: list[_Draft] = []
+        for i in range(request.n):
+            if drafts and request.temperature == 0:
+                drafts.append(drafts[0])  # greedy decoding repeats itself exactly
+                continue
+            model.truncate(len(tokens))
+            rng = np.random.default_rng([base_seed, i])
+            drafts.append(self._decode(model, first, request, rng, cancel))
+        return Generation(
+            model=self.name,
+            completions=tuple(
+                Completion(
+                    text=d.text,
+                    tokens=tuple(d.tokens) if request.logprobs else None,
+                    finish_reason=d.finish_reason,
+                )
+                for d in drafts
+            ),
+            usage=Usage(input_tokens=len(tokens), output_tokens=sum(d.generated for d in drafts)),
+        )
+
+    def _prompt_tokens(self, model: _Loaded, request: GenerationRequest) -> list[int]:
+        if request.messages is not None:
+            if model.chat_format is None:
+                raise PermanentModelError(
+                    f"'{self.name}' has no chat template in its GGUF (a base model?), so it "
+                    "cannot take chat messages; give it a CompletionPrompt (or chat=False)",
+                    model=self.name,
+                )
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            try:
+                text = model.chat_format(messages=messages).prompt
+            except Exception as exc:
+                raise PermanentModelError(
+                    f"the chat template of '{self.name}' rejected the messages: {exc}",
+                    model=self.name,
+                ) from None
+            # The template writes any BOS itself and may contain special-token markup.
+            tokens = model.llm.tokenize(text.encode(), add_bos=False, special=True)
+        elif request.prompt is not None:
+            tokens = model.llm.tokenize(request.prompt.encode(), add_bos=True, special=False)
+        else:
+            raise PermanentModelError(
+                "the request has neither messages nor a prompt", model=self.name
+            )
+        if not tokens:
+            raise PermanentModelError(
+                f"the prompt for '{self.name}' is empty; pass some text to continue",
+                model=self.name,
+            )
+        return list(tokens)
+
+    def _decode(
+        self,
+        model: _Loaded,
+        logits: _Logits,
+        request: GenerationRequest,
+        rng: np.random.Generator,
+        cancel: threading.Event,
+    ) -> _Draft:
+        """Sample one completion, token by token, from the prompt's last logits."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        longest_stop = max((len(s) for s in request.stop), default=0)
+        text = ""
+        starts: list[int] = []
+        tokens: list[TokenLogprob] = []
+        for step in range(request.max_tokens):
+            if cancel.is_set():
+                raise _Cancelled
+            logprobs = _log_softmax(logits) if request.logprobs or request.temperature > 0 else None
+            token = self._pick(logits, logprobs, request.temperature, rng)
+            if model.is_end(token):
+                return _Draft(text, tokens, "stop", step + 1)
+            piece = decoder.decode(model.piece(token))
+            starts.append(len(text))
+            text += piece
+            if logprobs is not None and request.logprobs:
+                tokens.append(self._token_logprob(model, piece, token, logits, logprobs, request))
+            cut = _find_stop(text, request.stop, max(0, starts[-1] - longest_stop + 1))
+            if cut is not None:
+                kept = sum(1 for s in starts if s < cut)
+                return _Draft(text[:cut], tokens[:kept], "stop", step + 1)
+            if step + 1 < request.max_tokens:
+                model.evaluate([token], cancel)
+                logits = model.last_logits()
+        return _Draft(text + decoder.decode(b"", final=True), tokens, "length", request.max_tokens)
+
+    @staticmethod
+    def _pick(
+        logits: _Logits,
+        logprobs: _LogProbs | None,
+        temperature: float,
+        rng: np.random.Generator,
+    ) -> int:
+        if temperature == 0 or logprobs is None:
+            return int(np.argmax(logits))
+        scaled = logprobs / temperature
+        weights = np.exp(scaled - scaled.max())
+        cumulative = np.cumsum(weights)
+        chosen = np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")
+        return int(min(chosen, logits.size - 1))
+
+    @staticmethod
+    def _token_logprob(
+        model: _Loaded,
+        piece: str,
+        token: int,
+        logits: _Logits,
+        logprobs: _LogProbs,
+        request: GenerationRequest,
+    ) -> TokenLogprob:
+        top: tuple[TokenAlternative, ...] = ()
+        if request.top_logprobs:
+            top = tuple(
+                TokenAlternative(
+                    token=model.piece(int(i)).decode("utf-8", errors="replace"),
+                    logprob=float(logprobs[i]),
+                )
+                for i in _top_k(logits, request.top_logprobs)
+            )
+        return TokenLogprob(token=piece, logprob=float(logprobs[token]), top=top)
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

