@@ -1,6 +1,6 @@
 """A router over two scripted models: runs instantly, no weights needed.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from demur import Abstain, Escalate, Ladder, MeanTokenLogprob, Reply, Router, ScriptedModel

@@ -106,4 +106,14 @@ class Ladder:
         )
 
     def __repr__(self) -> str:
-        return f"Ladder(threshold={self.threshold}, rungs={list(self.rungs)!r})"
+        rungs = ", ".join(_describe(rung) for rung in self.rungs)
+        per_model = f", per_model={self.per_model}" if self.per_model else ""
+        return f"Ladder(threshold={self.threshold}{per_model}, rungs=[{rungs}])"
+
+
+def _describe(rung: Rung) -> str:
+    if isinstance(rung, Escalate):
+        return f"Escalate({rung.model!r})"
+    if isinstance(rung, AskHuman):
+        return "AskHuman()" if rung.priority == 0 else f"AskHuman(priority={rung.priority})"
+    return "Abstain()" if rung.message is None else f"Abstain({rung.message!r})"

