@@ -1,8 +1,10 @@
 """The router's own cost per route, against calling the same instant model directly.
 
 Tracing is on: real SDK tracer and meter providers, spans batched to an exporter that drops
-them, so the figure includes span creation, attributes, events and metric recording.
-Both loops run in one process, interleaved in rounds, and we report medians over rounds.
+them, so the figure includes span creation, attributes, events and metric recording. For
+context the same router also runs with OpenTelemetry's no-op providers (tracing off).
+The three loops run in one process, interleaved call by call, and we report the median of
+the per-round medians.
 
     python benchmarks/bench_overhead.py [--routes 2000] [--rounds 7] [--json out.json]
 """
@@ -16,10 +18,12 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import NoOpTracerProvider
 
 from demur import Escalate, Ladder, MeanTokenLogprob, Query, Reply, Router, ScriptedModel
 
@@ -47,51 +51,61 @@ async def measure(routes: int, rounds: int) -> dict[str, object]:
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     model = ScriptedModel("weak", [Reply.confident("Paris", 0.9)])
     strong = ScriptedModel("strong", [Reply.confident("Paris", 0.9)])
-    router = Router(
-        [model, strong],
-        estimators=[MeanTokenLogprob()],
-        policy=Ladder(0.5, rungs=[Escalate("strong")]),
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-    )
-    query = Query("What is the capital of France?")
-    request = router.request_for("weak", query)
 
-    direct_us: list[float] = []
-    routed_us: list[float] = []
-    direct_round_medians: list[float] = []
-    routed_round_medians: list[float] = []
+    def router(tracer: object, meter: object) -> Router:
+        return Router(
+            [model, strong],
+            estimators=[MeanTokenLogprob()],
+            policy=Ladder(0.5, rungs=[Escalate("strong")]),
+            tracer_provider=tracer,  # type: ignore[arg-type]
+            meter_provider=meter,  # type: ignore[arg-type]
+        )
+
+    traced = router(tracer_provider, meter_provider)
+    untraced = router(NoOpTracerProvider(), NoOpMeterProvider())
+    query = Query("What is the capital of France?")
+    request = traced.request_for("weak", query)
+
+    samples: dict[str, list[float]] = {"direct": [], "traced": [], "untraced": []}
+    medians: dict[str, list[float]] = {"direct": [], "traced": [], "untraced": []}
     for round_index in range(rounds + 1):
-        direct, routed = [], []
+        this_round: dict[str, list[float]] = {"direct": [], "traced": [], "untraced": []}
         for _ in range(routes):
             t0 = time.perf_counter()
             await model.agenerate(request)
             t1 = time.perf_counter()
-            await router.aroute(query)
+            await traced.aroute(query)
             t2 = time.perf_counter()
-            direct.append((t1 - t0) * 1e6)
-            routed.append((t2 - t1) * 1e6)
+            await untraced.aroute(query)
+            t3 = time.perf_counter()
+            this_round["direct"].append((t1 - t0) * 1e6)
+            this_round["traced"].append((t2 - t1) * 1e6)
+            this_round["untraced"].append((t3 - t2) * 1e6)
         model.calls.clear()
+        await asyncio.sleep(0)  # let the loop drop the cancelled timeout handles
         if round_index == 0:
             continue  # warm-up
-        direct_us += direct
-        routed_us += routed
-        direct_round_medians.append(statistics.median(direct))
-        routed_round_medians.append(statistics.median(routed))
+        for key, values in this_round.items():
+            samples[key] += values
+            medians[key].append(statistics.median(values))
     tracer_provider.shutdown()
-    direct_median = statistics.median(direct_round_medians)
-    routed_median = statistics.median(routed_round_medians)
+    direct = statistics.median(medians["direct"])
+    traced_median = statistics.median(medians["traced"])
+    untraced_median = statistics.median(medians["untraced"])
+    p99 = {key: percentile(values, 0.99) for key, values in samples.items()}
     return {
         "routes_per_round": routes,
         "rounds": rounds,
-        "direct_median_us": round(direct_median, 1),
-        "direct_p99_us": round(percentile(direct_us, 0.99), 1),
-        "routed_median_us": round(routed_median, 1),
-        "routed_p99_us": round(percentile(routed_us, 0.99), 1),
-        "overhead_median_us": round(routed_median - direct_median, 1),
-        "overhead_p99_us": round(percentile(routed_us, 0.99) - percentile(direct_us, 0.99), 1),
-        "ratio_median": round(routed_median / direct_median, 1),
-        "spans_exported": exporter.spans,
+        "direct_median_us": round(direct, 1),
+        "direct_p99_us": round(p99["direct"], 1),
+        "routed_median_us": round(traced_median, 1),
+        "routed_p99_us": round(p99["traced"], 1),
+        "overhead_median_us": round(traced_median - direct, 1),
+        "overhead_p99_us": round(p99["traced"] - p99["direct"], 1),
+        "ratio_median": round(traced_median / direct, 1),
+        "untraced_routed_median_us": round(untraced_median, 1),
+        "untraced_overhead_median_us": round(untraced_median - direct, 1),
+        "spans_per_route": exporter.spans // max(1, routes * (rounds + 1)),
     }
 
 

@@ -273,7 +273,7 @@ class Router:
                 root.record_exception(exc)
                 action = Abstain()
             else:
-                return Verdict(
+                return Verdict.model_construct(
                     status="pending",
                     ticket_id=ticket_id,
                     message="A person will review this question.",
@@ -286,7 +286,7 @@ class Router:
         if isinstance(action, Accept):
             chosen = steps[steps[-1].index if action.step is None else action.step]
             assert chosen.candidate is not None
-            return Verdict(
+            return Verdict.model_construct(
                 status="answered",
                 answer=chosen.candidate.text,
                 confidence=chosen.confidence,
@@ -301,7 +301,7 @@ class Router:
             raise ContextOverflowError(
                 f"the question does not fit any model that was tried: {overflow}"
             )
-        return Verdict(
+        return Verdict.model_construct(
             status="abstained",
             message=action.message or self.abstain_message,
             confidence=steps[-1].confidence,
@@ -353,7 +353,7 @@ class Router:
             try:
                 generation, retries = await self._generate(model, request, deadline)
             except ModelError as exc:
-                step = Step(
+                step = Step.model_construct(
                     index=index,
                     model=model_name,
                     error=str(exc),
@@ -371,7 +371,7 @@ class Router:
             if raw is not None and self.calibrator is not None:
                 confidence = min(1.0, max(0.0, float(self.calibrator.calibrate(raw))))
                 calibrated = True
-            step = Step(
+            step = Step.model_construct(
                 index=index,
                 model=model_name,
                 candidate=candidate,
@@ -389,7 +389,7 @@ class Router:
     def _candidate(self, model: Model, generation: Generation) -> Candidate:
         price: Price = getattr(model, "price", FREE)
         main = generation.completions[0]
-        return Candidate(
+        return Candidate.model_construct(
             text=main.text.strip(),
             model=model.name,
             tokens=main.tokens,
@@ -564,6 +564,10 @@ def _thread_runner() -> asyncio.Runner:
         runner = asyncio.Runner()
         _local.runner = runner
     return runner
+
+
+# Steps, candidates and verdicts are built with model_construct: every field comes from values
+# already validated (a Generation, Scores, a Decision), and validating again costs on every route.
 
 
 def _trace_id(span: Span) -> str | None:

@@ -1,0 +1,47 @@
+"""The demo's figures: the embedded default router over the 40 bundled HaluEval-QA questions.
+
+Accuracy of answered questions, coverage, escalations, hand-offs, share of strong-model calls
+and seconds per routed question, against always asking one model.
+
+    python benchmarks/bench_demo.py [--limit N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+
+from demur.config import build_router, default_config
+from demur.demo.runner import load_questions, run_demo
+
+
+async def measure(limit: int | None) -> dict[str, object]:
+    config = default_config()
+    with tempfile.TemporaryDirectory() as scratch:
+        assert config.queue is not None
+        queue = config.queue.model_copy(update={"path": str(Path(scratch) / "queue.db")})
+        router = build_router(config.model_copy(update={"queue": queue}))
+        try:
+            report = await run_demo(router, load_questions(limit=limit))
+        finally:
+            await router.aclose()
+    return report.to_json()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    result = asyncio.run(measure(args.limit))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
