@@ -23,6 +23,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+from common import report
 
 from demur import GreedyNLL, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb, Query
 from demur.config import build_router, default_config
@@ -163,10 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     records = asyncio.run(collect(args.questions, args.seed))
     result = analyse(records, args.seed)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 from pathlib import Path
+
+from common import report
 
 from demur.config import build_router, default_config
 from demur.demo.runner import load_questions, run_demo
@@ -37,10 +38,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     result = asyncio.run(measure(args.limit))
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ python benchmarks/bench_import.py [--repeats 15] [--json out.json]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
+
+from common import report
 
 HEAVY = (
     "llama_cpp",
@@ -57,10 +58,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     result = measure(args.repeats)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    report(result, args.json)
 
 
 if __name__ == "__main__":

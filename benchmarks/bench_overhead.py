@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from collections.abc import Sequence
 
+from common import report
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -116,10 +116,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     result = asyncio.run(measure(args.routes, args.rounds))
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    report(result, args.json)
 
 
 if __name__ == "__main__":
