@@ -38,6 +38,7 @@ from demur.router.budget import Budget
 from demur.router.combine import ScoreCombiner
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
+from demur.router.sampling import Sampling
 from demur.types import (
     Abstain,
     Accept,
@@ -141,6 +142,7 @@ __all__ = [
     "RouteState",
     "Router",
     "RouterConfig",
+    "Sampling",
     "Score",
     "ScoreCombiner",
     "ScriptedModel",

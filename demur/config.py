@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from demur.adapters.models.base import FREE, Model, Price
 from demur.errors import ConfigError, MissingDependencyError, did_you_mean, unknown_name
 from demur.estimators.base import Estimator
-from demur.estimators.logprob import GreedyNLL, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb
+from demur.estimators.registry import ESTIMATORS
+from demur.estimators.registry import build_estimator as build_registered_estimator
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt
 from demur.queue.sqlite import SqliteQueue
@@ -29,14 +30,8 @@ from demur.router.budget import Budget
 from demur.router.combine import CombineMethod
 from demur.router.retry import RetryPolicy
 from demur.router.router import DEFAULT_ABSTAIN_MESSAGE, Router
+from demur.router.sampling import Sampling
 from demur.types import Abstain, AskHuman, Escalate
-
-ESTIMATORS: dict[str, type[Any]] = {
-    "mean_logprob": MeanTokenLogprob,
-    "min_prob": MinTokenProb,
-    "gnll": GreedyNLL,
-    "entropy": MeanTokenEntropy,
-}
 
 
 class _Section(BaseModel):
@@ -118,11 +113,29 @@ ModelConfig = Annotated[LlamaCppConfig | OpenAIConfig | ScriptedConfig, Field(di
 # --- estimators, policy, queue, budget, tracing ----------------------------------------------
 
 
-class EstimatorConfig(_Section):
-    """An estimator by name, with its options (e.g. {name: entropy, top_k: 5})."""
+class EstimatorConfig(BaseModel):
+    """An estimator by name, with its options (e.g. {name: entropy, top_k: 5}).
+
+    Options are the estimator class's keyword arguments; unknown ones are reported when the
+    router is built, with the options the class accepts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    top_k: int | None = Field(default=None, ge=2, le=20)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_options(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"name": data}
+        if isinstance(data, Mapping) and "options" not in data:
+            return {
+                "name": data.get("name"),
+                "options": {k: v for k, v in data.items() if k != "name"},
+            }
+        return data
 
     @field_validator("name")
     @classmethod
@@ -207,6 +220,10 @@ class RetryConfig(RetryPolicy, _Section):
     """RetryPolicy, rejecting unknown keys with a hint."""
 
 
+class SamplingConfig(Sampling, _Section):
+    """Sampling, rejecting unknown keys with a hint."""
+
+
 class RouterConfig(_Section):
     """The whole router, as written in demur.yaml or demur.toml."""
 
@@ -220,16 +237,10 @@ class RouterConfig(_Section):
     queue: QueueConfig | None = None
     budget: BudgetConfig = BudgetConfig()
     retry: RetryConfig = RetryConfig()
+    sampling: SamplingConfig = SamplingConfig()
     estimator_timeout_s: float = Field(default=5.0, gt=0)
     abstain_message: str = DEFAULT_ABSTAIN_MESSAGE
     tracing: TracingConfig = TracingConfig()
-
-    @field_validator("estimators", mode="before")
-    @classmethod
-    def _names_to_sections(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
 
     @model_validator(mode="after")
     def _references(self) -> RouterConfig:
@@ -413,14 +424,7 @@ def build_model(name: str, config: ModelConfig) -> Model:
 
 
 def build_estimator(config: EstimatorConfig) -> Estimator:
-    cls = ESTIMATORS[config.name]
-    if config.top_k is not None:
-        if cls is not MeanTokenEntropy:
-            raise ConfigError(f"estimator '{config.name}' takes no 'top_k' option")
-        estimator: Estimator = MeanTokenEntropy(top_k=config.top_k)
-        return estimator
-    built: Estimator = cls()
-    return built
+    return build_registered_estimator(config.name, config.options)
 
 
 def build_router(config: RouterConfig, **overrides: Any) -> Router:
@@ -437,6 +441,7 @@ def build_router(config: RouterConfig, **overrides: Any) -> Router:
         "queue": SqliteQueue(config.queue.path) if config.queue is not None else None,
         "budget": config.budget,
         "retry": config.retry,
+        "sampling": config.sampling,
         "estimator_timeout_s": config.estimator_timeout_s,
         "abstain_message": config.abstain_message,
         "capture_content": config.tracing.capture_content,

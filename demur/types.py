@@ -127,12 +127,16 @@ class Generation(_Frozen):
 
 
 class Candidate(_Frozen):
-    """An answer under consideration, with everything estimators need to score it."""
+    """An answer under consideration, with everything estimators need to score it.
+
+    `samples` are extra answers drawn at a temperature, once per attempt, when an estimator
+    asked for them; every estimator shares the same samples.
+    """
 
     text: str
     model: str
     tokens: tuple[TokenLogprob, ...] | None = None
-    samples: tuple[str, ...] = ()
+    samples: tuple[Completion, ...] = ()
     finish_reason: str | None = None
     usage: Usage = Usage()
     cost: float = 0.0
@@ -226,7 +230,11 @@ class Decision(_Frozen):
 
 
 class Step(_Frozen):
-    """One model attempt in a route: the answer, its scores, and what the policy made of it."""
+    """One model attempt in a route: the answer, its scores, and what the policy made of it.
+
+    `calls` counts every model call the step made (the answer, samples, and estimators' own
+    calls such as a judge); `cost` is what they cost together.
+    """
 
     index: int
     model: str
@@ -239,6 +247,7 @@ class Step(_Frozen):
     error: str | None = None
     error_type: str | None = None
     retries: int = 0
+    calls: int = 0
     latency_s: float = 0.0
     cost: float = 0.0
 

@@ -147,3 +147,47 @@ def test_the_embedded_default_config_is_valid():
     assert config.queue is not None
     assert config.tracing.exporter == "jsonl"
     assert not config.tracing.capture_content
+
+
+def test_estimator_options_are_checked_against_the_class(tmp_path):
+    from demur.config import build_router
+
+    config = parse_config(
+        {
+            "models": {"m": {"kind": "scripted", "replies": ["x"]}},
+            "estimators": [{"name": "entropy", "top_kk": 3}],
+            "policy": {"threshold": 0.5},
+        }
+    )
+    with pytest.raises(
+        ConfigError, match="estimator 'entropy' has no option 'top_kk'; it accepts: top_k"
+    ):
+        build_router(config)
+    config = parse_config(
+        {
+            "models": {"m": {"kind": "scripted", "replies": ["x"]}},
+            "estimators": [{"name": "entropy", "top_k": 1}],
+            "policy": {"threshold": 0.5},
+        }
+    )
+    with pytest.raises(ConfigError, match="top_k must be in 2..20"):
+        build_router(config)
+
+
+def test_sampling_section(tmp_path):
+    config = parse_config(
+        {
+            "models": {"m": {"kind": "scripted", "replies": ["x"]}},
+            "policy": {"threshold": 0.5},
+            "sampling": {"temperature": 0.7, "adaptive": True, "batch_size": 3},
+        }
+    )
+    assert config.sampling.adaptive and config.sampling.batch_size == 3
+    with pytest.raises(ConfigError, match="Did you mean 'adaptive'"):
+        parse_config(
+            {
+                "models": {"m": {"kind": "scripted", "replies": ["x"]}},
+                "policy": {"threshold": 0.5},
+                "sampling": {"adaptiv": True},
+            }
+        )

@@ -19,6 +19,7 @@ from demur.errors import (
     ContextOverflowError,
     DeadlineExceededError,
     DemurError,
+    EstimatorError,
     EstimatorUnavailable,
     ModelError,
     ModelTimeoutError,
@@ -33,12 +34,14 @@ from demur.queue.base import CandidateAnswer, ReviewQueue, TicketRequest
 from demur.router.budget import Budget
 from demur.router.combine import CombineMethod, ScoreCombiner
 from demur.router.retry import RetryPolicy
+from demur.router.sampling import Sampling, settled
 from demur.router.tracing import Redactor, RouteTracing
 from demur.types import (
     Abstain,
     Accept,
     AskHuman,
     Candidate,
+    Completion,
     Decision,
     Escalate,
     Generation,
@@ -79,6 +82,7 @@ class Router:
         queue: ReviewQueue | None = None,
         budget: Budget | None = None,
         retry: RetryPolicy | None = None,
+        sampling: Sampling | None = None,
         estimator_timeout_s: float = 5.0,
         prompts: Mapping[str, Prompt] | None = None,
         abstain_message: str = DEFAULT_ABSTAIN_MESSAGE,
@@ -107,6 +111,7 @@ class Router:
         self.queue = queue
         self.budget = budget or Budget()
         self.retry = retry or RetryPolicy()
+        self.sampling = sampling or Sampling()
         self.estimator_timeout_s = estimator_timeout_s
         self.abstain_message = abstain_message
         self.policy.validate(tuple(self.models), has_queue=queue is not None)
@@ -144,7 +149,7 @@ class Router:
     def _base_requests(
         self, prompts: Mapping[str, Prompt]
     ) -> dict[str, tuple[Prompt, dict[str, Any]]]:
-        needs = self.needs
+        needs = self._needs = self.needs
         requests = {}
         for name, model in self.models.items():
             prompt = prompts.get(name) or getattr(model, "default_prompt", None) or ChatPrompt()
@@ -350,6 +355,7 @@ class Router:
         with self.tracing.attempt(index, model_name) as span:
             started = time.perf_counter()
             request = self.request_for(model_name, query)
+            ledger = _Ledger()
             try:
                 generation, retries = await self._generate(model, request, deadline)
             except ModelError as exc:
@@ -359,12 +365,25 @@ class Router:
                     error=str(exc),
                     error_type=type(exc).__name__,
                     retries=exc.retries,
+                    calls=exc.retries + 1,
                     latency_s=time.perf_counter() - started,
                 )
                 self.tracing.finish_attempt(span, step)
                 return step
-            candidate = self._candidate(model, generation)
-            scores = await self._estimate(Attempt(query=query, candidate=candidate), span)
+            ledger.add(model, generation)
+            samples: tuple[Completion, ...] = ()
+            if self._needs.samples:
+                answer = generation.completions[0].text
+                samples = await self._draw_samples(model, request, answer, deadline, ledger, span)
+            candidate = self._candidate(model, generation, samples)
+
+            async def ask(
+                request: GenerationRequest, target: Model | str | None = None
+            ) -> Generation:
+                return await self._ask(model, target, request, deadline, ledger)
+
+            attempt = Attempt(query=query, candidate=candidate, caller=ask)
+            scores = await self._estimate(attempt, span)
             raw = self.combiner.combine(scores)
             confidence = raw
             calibrated = False
@@ -380,25 +399,101 @@ class Router:
                 confidence=confidence,
                 calibrated=calibrated,
                 retries=retries,
+                calls=ledger.calls,
                 latency_s=time.perf_counter() - started,
-                cost=candidate.cost,
+                cost=ledger.cost,
             )
             self.tracing.finish_attempt(span, step)
             return step
 
-    def _candidate(self, model: Model, generation: Generation) -> Candidate:
+    def _candidate(
+        self, model: Model, generation: Generation, samples: tuple[Completion, ...]
+    ) -> Candidate:
         price: Price = getattr(model, "price", FREE)
         main = generation.completions[0]
         return Candidate.model_construct(
             text=main.text.strip(),
             model=model.name,
             tokens=main.tokens,
-            samples=tuple(c.text.strip() for c in generation.completions[1:]),
+            samples=samples,
             finish_reason=main.finish_reason,
             usage=generation.usage,
             cost=price.cost(generation.usage),
             response_id=generation.response_id,
         )
+
+    async def _draw_samples(
+        self,
+        model: Model,
+        request: GenerationRequest,
+        answer: str,
+        deadline: float,
+        ledger: _Ledger,
+        span: Span,
+    ) -> tuple[Completion, ...]:
+        """Draw the samples estimators asked for; adaptive sampling stops once settled.
+
+        A failed sampling call ends the drawing: estimators see the samples drawn so far and
+        say so if they are too few.
+        """
+        planned, sampling = self._needs.samples, self.sampling
+        batch = sampling.batch_size if sampling.adaptive else planned
+        threshold_for = getattr(self.policy, "threshold_for", None)
+        threshold = threshold_for(model.name) if callable(threshold_for) else None
+        base = request.model_copy(
+            update={
+                "temperature": sampling.temperature,
+                "logprobs": self._needs.sample_logprobs,
+                "top_logprobs": 0,
+            }
+        )
+        drawn: list[Completion] = []
+        while len(drawn) < planned:
+            seed = (request.seed or 0) + 1 + len(drawn)  # every batch draws fresh samples
+            batch_request = base.model_copy(
+                update={"n": min(batch, planned - len(drawn)), "seed": seed}
+            )
+            try:
+                generation, _ = await self._generate(model, batch_request, deadline)
+            except ModelError as exc:
+                span.record_exception(exc)
+                break
+            ledger.add(model, generation)
+            drawn.extend(generation.completions)
+            texts = [c.text for c in drawn]
+            if sampling.adaptive and settled(
+                answer, texts, planned, sampling.min_samples, threshold
+            ):
+                break
+        span.set_attribute("demur.samples", len(drawn))
+        return tuple(
+            Completion(text=c.text.strip(), tokens=c.tokens, finish_reason=c.finish_reason)
+            for c in drawn
+        )
+
+    async def _ask(
+        self,
+        default: Model,
+        target: Model | str | None,
+        request: GenerationRequest,
+        deadline: float,
+        ledger: _Ledger,
+    ) -> Generation:
+        """A model call on an estimator's behalf: retried, traced, and counted in the step."""
+        if target is None:
+            model = default
+        elif isinstance(target, str):
+            if target not in self.models:
+                raise EstimatorError(
+                    f"an estimator asked for model '{target}', which the router does not "
+                    f"have.{did_you_mean(target, self.models)}"
+                )
+            model = self.models[target]
+        else:
+            model = target
+        generation, _ = await self._generate(model, request, deadline)
+        ledger.add(model, generation)
+        return generation
 
     async def _generate(
         self, model: Model, request: GenerationRequest, deadline: float
@@ -564,6 +659,18 @@ def _thread_runner() -> asyncio.Runner:
         runner = asyncio.Runner()
         _local.runner = runner
     return runner
+
+
+class _Ledger:
+    """Counts the model calls of one attempt and what they cost."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cost = 0.0
+
+    def add(self, model: Model, generation: Generation) -> None:
+        self.calls += 1
+        self.cost += getattr(model, "price", FREE).cost(generation.usage)
 
 
 # Steps, candidates and verdicts are built with model_construct: every field comes from values

@@ -1,0 +1,50 @@
+"""Estimators by name, for configs and the command line: `estimators: [mean_logprob, ...]`.
+
+Entries point at classes by import path, so naming an estimator costs no import until it is
+built. Options given in a config become keyword arguments of the class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from demur.errors import ConfigError, unknown_name
+from demur.estimators.base import Estimator
+
+ESTIMATORS: dict[str, str] = {
+    "mean_logprob": "demur.estimators.logprob:MeanTokenLogprob",
+    "min_prob": "demur.estimators.logprob:MinTokenProb",
+    "gnll": "demur.estimators.logprob:GreedyNLL",
+    "entropy": "demur.estimators.logprob:MeanTokenEntropy",
+}
+
+
+def estimator_class(name: str) -> type[Any]:
+    """The class registered under `name`; ConfigError with a hint when there is none."""
+    if name not in ESTIMATORS:
+        raise unknown_name("estimator", name, ESTIMATORS)
+    module, _, attribute = ESTIMATORS[name].partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module), attribute)
+    return cls
+
+
+def build_estimator(name: str, options: Mapping[str, Any] | None = None) -> Estimator:
+    """Construct the estimator `name` with keyword `options`, explaining bad options."""
+    cls = estimator_class(name)
+    options = dict(options or {})
+    parameters = inspect.signature(cls).parameters
+    accepted = [p for p in parameters if p != "self"]
+    unknown = [key for key in options if key not in parameters]
+    if unknown:
+        raise ConfigError(
+            f"estimator '{name}' has no option {', '.join(repr(k) for k in unknown)}; "
+            f"it accepts: {', '.join(accepted) or 'no options'}"
+        )
+    try:
+        estimator: Estimator = cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"estimator '{name}' rejected its options {options}: {exc}") from None
+    return estimator
