@@ -246,6 +246,205 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demur eval ------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_estimators(spec: str) -> list[Any]:
+    """Estimators from 'mean_logprob,agreement:similarity=rougeL:samples=5'."""
+    from demur.errors import ConfigError
+    from demur.estimators.registry import build_estimator
+
+    estimators = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, *pairs = item.split(":")
+        options = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ConfigError(f"estimator option '{pair}' in '{item}' needs key=value")
+            options[key] = _parse_value(value)
+        estimators.append(build_estimator(name, options))
+    if not estimators:
+        raise ConfigError("--estimators is empty; name at least one, e.g. mean_logprob")
+    return estimators
+
+
+def _eval_model(name: str, config: RouterConfig) -> Any:
+    from demur.adapters.models.catalog import BUILTIN_MODELS
+    from demur.config import build_model
+    from demur.errors import unknown_name
+
+    if name in config.models:
+        return build_model(name, config.models[name])
+    if name in BUILTIN_MODELS:
+        from demur.adapters.models.llama_cpp import LlamaCppModel
+
+        return LlamaCppModel(name, builtin=name, max_tokens=32)
+    raise unknown_name("model", name, [*config.models, *BUILTIN_MODELS])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from demur.evaluation.dataset import load_dataset
+    from demur.evaluation.report import write_report
+    from demur.evaluation.runner import run_eval
+    from demur.evaluation.summary import summarize_run, write_summary, write_tables
+    from demur.router.sampling import Sampling
+
+    console = _console()
+    config = _load(args)
+    dataset = load_dataset(args.data, limit=args.limit)
+    for problem in dataset.problems:
+        console.print(f"[yellow]skipped line {problem.line}: {problem.message}[/yellow]")
+    estimators = parse_estimators(args.estimators)
+    model = _eval_model(args.model, config) if args.model else None
+    judge = _eval_model(args.judge, config) if args.judge else None
+    source = args.model or "logged answers"
+    out = args.out or Path(".demur") / "eval" / f"{Path(args.data).stem}-{source.replace(' ', '-')}"
+    sampling = Sampling(temperature=args.temperature, adaptive=args.adaptive)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+    async def evaluate() -> Any:
+        try:
+            return await run_eval(
+                dataset,
+                out,
+                model=model,
+                estimators=estimators,
+                grader=args.grader,
+                judge=judge,
+                sampling=sampling,
+                resume=not args.no_resume,
+                description={"dataset": str(args.data)},
+                on_row=lambda row: progress.update(task, advance=1),
+            )
+        finally:
+            for held in (model, judge):
+                closer = getattr(held, "aclose", None)
+                if closer is not None:
+                    await closer()
+
+    with progress:
+        task = progress.add_task(f"evaluating {source}", total=len(dataset.items))
+        results = asyncio.run(evaluate())
+    if results.resumed:
+        console.print(f"resumed: {results.resumed} rows were already done in {out}")
+    summary = summarize_run(results, calibration=args.calibration)
+    write_tables(results)
+    write_summary(results, summary)
+    report = write_report(results, summary)
+    _print_eval_summary(console, summary)
+    console.print(f"[dim]results → {out}/results.json, results.csv; report → {report}[/dim]")
+    return 0
+
+
+def _print_eval_summary(console: Console, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{summary['graded']} graded rows, accuracy {_fmt_conf(summary['accuracy'])}"
+    )
+    for column in (
+        "estimator",
+        "scored",
+        "AUROC",
+        "AURC",
+        "ECE raw",
+        "ECE cal.",
+        "Brier",
+        "calls/q",
+        "s/q",
+    ):
+        table.add_column(column)
+    for name, entry in summary["estimators"].items():
+        raw, cal = entry.get("raw") or {}, entry.get("calibrated") or {}
+        table.add_row(
+            name,
+            str(entry.get("available")),
+            _fmt_conf(raw.get("auroc")),
+            _fmt_conf(raw.get("aurc")),
+            _fmt_conf(raw.get("ece")),
+            _fmt_conf(cal.get("ece")),
+            _fmt_conf(raw.get("brier")),
+            _fmt_conf(entry.get("model_calls_per_question")),
+            _fmt_conf(entry.get("seconds_per_question")),
+        )
+    console.print(table)
+
+
+# --- demur calibrate -------------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from demur.calibration.bundle import fit_bundle
+    from demur.errors import ConfigError
+    from demur.evaluation.runner import RESULTS, SETTINGS
+
+    results_dir = Path(args.results)
+    results_file = results_dir / RESULTS if results_dir.is_dir() else results_dir
+    if not results_file.exists():
+        raise ConfigError(f"{results_file} does not exist; run `demur eval` first")
+    rows = [json.loads(line) for line in results_file.read_text("utf-8").splitlines() if line]
+    settings_file = results_file.parent / SETTINGS
+    settings = json.loads(settings_file.read_text("utf-8")) if settings_file.exists() else {}
+    estimators = [e for e in args.estimators.split(",") if e] if args.estimators else None
+    estimators = estimators or settings.get("estimators") or []
+    bundle, report = fit_bundle(
+        rows,
+        estimators,
+        combine=args.combine,
+        method=args.method,
+        alpha=None if args.no_conformal else args.alpha,
+        delta=args.delta,
+        conformal_share=args.conformal_share,
+        model=settings.get("model"),
+        source=str(results_file),
+    )
+    bundle.save(args.out)
+    console = _console()
+    console.print(
+        f"calibrator ({args.method}) fitted on {report['calibrator_rows']} rows for "
+        f"{', '.join(estimators)} combined by {args.combine}; "
+        f"ECE {bundle.calibrator.metadata.metrics['before']['ece']:.3f} → "  # type: ignore[union-attr]
+        f"{bundle.calibrator.metadata.metrics['after']['ece']:.3f} on its own rows"  # type: ignore[union-attr]
+    )
+    if bundle.conformal is not None:
+        c = bundle.conformal
+        console.print(
+            f"conformal threshold {c.threshold:.3f} from {report['conformal_rows']} held-out "
+            f"rows: error among accepted <= {c.alpha:g} with probability >= {1 - c.delta:g}; "
+            f"there it accepted {c.accepted}/{c.n} (coverage {c.coverage:.0%}) with "
+            f"{c.errors} errors (bound {c.bound:.3f})"
+        )
+    if report["dropped_rows"]:
+        console.print(f"[yellow]{report['dropped_rows']} rows had no score and were left out")
+    console.print(
+        f"[dim]written to {args.out}; use it with `calibration: {args.out}` and "
+        "`policy: {{threshold: conformal}}` in a router config[/dim]"
+    )
+    return 0
+
+
 # --- demur config ----------------------------------------------------------------------------
 
 
@@ -292,6 +491,47 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--context", action="append", help="a passage to answer from (repeatable)")
     ask.add_argument("--json", action="store_true", help="print the verdict as JSON")
     ask.set_defaults(run=cmd_ask)
+
+    evaluate = commands.add_parser(
+        "eval", help="score estimators against gold answers (a model's, or logged answers)"
+    )
+    evaluate.add_argument("data", type=Path, help="JSONL: question, answers[, context, response]")
+    evaluate.add_argument("--config", type=Path, help="router config whose models --model names")
+    evaluate.add_argument(
+        "--model",
+        help="a model of the config (weak, strong) or a built-in (smollm2-135m); "
+        "omit to score the dataset's logged 'response's",
+    )
+    evaluate.add_argument(
+        "--estimators",
+        default="mean_logprob,min_prob,gnll,entropy",
+        help="comma-separated, options after colons: agreement:similarity=rougeL:samples=5",
+    )
+    evaluate.add_argument("--grader", default="auto", help="auto, exact, contains or f1")
+    evaluate.add_argument("--judge", help="grade with this model instead of --grader")
+    evaluate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    evaluate.add_argument("--adaptive", action="store_true", help="adaptive sampling")
+    evaluate.add_argument("--calibration", default="isotonic", help="platt, isotonic, histogram")
+    evaluate.add_argument("--limit", type=int, help="only the first N usable rows")
+    evaluate.add_argument("--out", type=Path, help="output folder (default .demur/eval/...)")
+    evaluate.add_argument("--no-resume", action="store_true", help="start over in --out")
+    evaluate.set_defaults(run=cmd_eval, traces="none", trace_file=None)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="fit a calibrator and a conformal threshold from eval results"
+    )
+    calibrate.add_argument("results", type=Path, help="a `demur eval` output folder")
+    calibrate.add_argument("--estimators", help="comma-separated (default: all in the run)")
+    calibrate.add_argument("--combine", default="mean", help="mean, min, max or first")
+    calibrate.add_argument("--method", default="isotonic", help="platt, isotonic, histogram")
+    calibrate.add_argument("--alpha", type=float, default=0.1, help="error rate to allow")
+    calibrate.add_argument("--delta", type=float, default=0.1, help="chance the bound fails")
+    calibrate.add_argument(
+        "--conformal-share", type=float, default=0.5, help="share of rows for the threshold"
+    )
+    calibrate.add_argument("--no-conformal", action="store_true", help="only fit a calibrator")
+    calibrate.add_argument("--out", type=Path, default=Path("calibration.json"))
+    calibrate.set_defaults(run=cmd_calibrate)
 
     config = commands.add_parser("config", help="show the default config or check a file")
     config_actions = config.add_subparsers(dest="action", required=True)

@@ -192,8 +192,21 @@ class RungConfig(_Section):
 
 class LadderConfig(_Section):
     kind: Literal["ladder"] = "ladder"
-    threshold: float = Field(ge=0.0, le=1.0)
+    threshold: float | Literal["conformal"]
     per_model: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value: Any) -> Any:
+        if value == "conformal":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(
+                "must be a number in [0, 1] (e.g. 0.6), or 'conformal' to take the threshold "
+                "from the calibration file"
+            )
+        return value
+
     rungs: list[RungConfig] = Field(
         default_factory=lambda: [RungConfig(abstain=DEFAULT_ABSTAIN_MESSAGE)]
     )
@@ -240,6 +253,7 @@ class RouterConfig(_Section):
     sampling: SamplingConfig = SamplingConfig()
     estimator_timeout_s: float = Field(default=5.0, gt=0)
     abstain_message: str = DEFAULT_ABSTAIN_MESSAGE
+    calibration: str | None = None
     tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
@@ -254,6 +268,11 @@ class RouterConfig(_Section):
                     f"{where} names model '{model}', which is not under 'models'."
                     f"{did_you_mean(model, models)} Models: {', '.join(models)}"
                 )
+        if self.policy.threshold == "conformal" and self.calibration is None:
+            raise ValueError(
+                "policy.threshold is 'conformal' but there is no 'calibration' file; "
+                "add `calibration: calibration.json` (written by `demur calibrate`)"
+            )
         if self.queue is None and any(r.human is not None for r in self.policy.rungs):
             raise ValueError(
                 "policy has a 'human' rung but there is no 'queue' section; "
@@ -429,14 +448,30 @@ def build_estimator(config: EstimatorConfig) -> Estimator:
 
 def build_router(config: RouterConfig, **overrides: Any) -> Router:
     """A Router from a validated config. `overrides` go to Router() (e.g. tracer_provider)."""
+    estimators = [build_estimator(e) for e in config.estimators]
+    calibrator, threshold = None, config.policy.threshold
+    if config.calibration is not None:
+        from demur.calibration.bundle import CalibrationBundle
+
+        bundle = CalibrationBundle.load(config.calibration)
+        bundle.check_matches([e.name for e in estimators], config.combine)
+        calibrator = bundle.calibrator
+        if threshold == "conformal":
+            if bundle.conformal is None:
+                raise ConfigError(
+                    f"{config.calibration} has no conformal threshold; rerun `demur calibrate` "
+                    "without --no-conformal, or give policy.threshold as a number"
+                )
+            threshold = bundle.conformal.threshold
+    assert not isinstance(threshold, str)
     policy = Ladder(
-        threshold=config.policy.threshold,
+        threshold=threshold,
         per_model=config.policy.per_model,
         rungs=[r.to_action() for r in config.policy.rungs],
     )
     options: dict[str, Any] = {
         "start": config.start,
-        "estimators": [build_estimator(e) for e in config.estimators],
+        "estimators": estimators,
         "combine": config.combine,
         "queue": SqliteQueue(config.queue.path) if config.queue is not None else None,
         "budget": config.budget,
@@ -445,6 +480,7 @@ def build_router(config: RouterConfig, **overrides: Any) -> Router:
         "estimator_timeout_s": config.estimator_timeout_s,
         "abstain_message": config.abstain_message,
         "capture_content": config.tracing.capture_content,
+        "calibrator": calibrator,
     }
     options.update(overrides)
     models = {name: build_model(name, section) for name, section in config.models.items()}

@@ -153,6 +153,7 @@ class Score(_Frozen):
 
     `value` is the estimator's raw statistic (e.g. a mean logprob); `confidence` maps it into
     [0, 1], higher meaning more likely correct. Both are None unless `status` is "ok".
+    `calls` counts the model calls the estimator made itself (shared samples not included).
     """
 
     estimator: str
@@ -161,6 +162,7 @@ class Score(_Frozen):
     confidence: float | None = None
     detail: str | None = None
     duration_s: float = 0.0
+    calls: int = 0
 
     @field_validator("confidence")
     @classmethod

@@ -89,7 +89,7 @@ def test_typos_are_reported_with_file_line_path_and_suggestion(tmp_path):
     [
         (
             ("threshold: 0.5", "threshold: 1.5"),
-            "policy.threshold: Input should be less than or equal to 1",
+            "policy.threshold: must be a number in [0, 1] (e.g. 0.6)",
         ),
         (("escalate: strong", "escalate: strnog"), "names model 'strnog'"),
         (("[mean_logprob,", "[mean_logprb,"), "Did you mean 'mean_logprob'?"),

@@ -151,6 +151,7 @@ def test_estimators_can_ask_another_model_and_the_step_counts_it():
     verdict = router.route("Capital?")
     assert verdict.confidence == 1.0
     assert verdict.steps[0].calls == 2
+    assert verdict.steps[0].scores[0].calls == 1
     assert verdict.steps[0].cost == pytest.approx(1 + 2)
     assert judge.calls[0].prompt == "Is 'Paris' right?"
 

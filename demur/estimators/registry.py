@@ -19,6 +19,13 @@ ESTIMATORS: dict[str, str] = {
     "min_prob": "demur.estimators.logprob:MinTokenProb",
     "gnll": "demur.estimators.logprob:GreedyNLL",
     "entropy": "demur.estimators.logprob:MeanTokenEntropy",
+    "agreement": "demur.estimators.consistency:SampleAgreement",
+    "num_sets": "demur.estimators.semantic:NumSets",
+    "degree": "demur.estimators.semantic:Degree",
+    "eccentricity": "demur.estimators.semantic:Eccentricity",
+    "eigv": "demur.estimators.semantic:EigV",
+    "semantic_entropy": "demur.estimators.semantic:SemanticEntropy",
+    "ensemble": "demur.estimators.ensemble:load_ensemble",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
 
 from demur.errors import ConfigError, did_you_mean
 from demur.policies.base import RouteState
@@ -11,7 +12,16 @@ from demur.types import Abstain, Accept, AskHuman, Decision, Escalate
 Rung = Escalate | AskHuman | Abstain
 
 
-def _check_threshold(name: str, value: float) -> float:
+class ThresholdLike(Protocol):
+    """A fitted threshold, such as demur.calibration.ConformalThreshold."""
+
+    @property
+    def threshold(self) -> float: ...
+
+
+def _check_threshold(name: str, value: float | ThresholdLike) -> float:
+    if not isinstance(value, int | float) and hasattr(value, "threshold"):
+        value = value.threshold
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
     if not 0.0 <= value <= 1.0:
@@ -28,7 +38,8 @@ class Ladder:
     Rungs are `Escalate(model)`, `AskHuman()` and `Abstain(message)`. An Escalate rung is skipped
     when its model was already asked or the budget allows no further call; when every rung is
     used up the route abstains. A step without a confidence (every estimator unavailable or
-    failed, or the model call failed) counts as below threshold.
+    failed, or the model call failed) counts as below threshold. A threshold may be a number
+    or a fitted object with a `.threshold`, such as a ConformalThreshold.
 
         Ladder(threshold=0.6, per_model={"strong": 0.4},
                rungs=[Escalate("strong"), AskHuman(), Abstain("I am not sure.")])
@@ -38,10 +49,10 @@ class Ladder:
 
     def __init__(
         self,
-        threshold: float,
+        threshold: float | ThresholdLike,
         rungs: Sequence[Rung] = (Abstain(),),
         *,
-        per_model: Mapping[str, float] | None = None,
+        per_model: Mapping[str, float | ThresholdLike] | None = None,
     ) -> None:
         self.threshold = _check_threshold("threshold", threshold)
         self.per_model = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -587,6 +588,18 @@ class Router:
         self, estimator: Estimator, attempt: Attempt, attempt_span: Span
     ) -> Score:
         estimate = getattr(estimator, "estimate", None)
+        calls = 0
+        if estimate is None and attempt.caller is not None:
+            outer = attempt.caller
+
+            async def counted(
+                request: GenerationRequest, target: Model | str | None = None
+            ) -> Generation:
+                nonlocal calls
+                calls += 1
+                return await outer(request, target)
+
+            attempt = dataclasses.replace(attempt, caller=counted)
         with self.tracing.estimator(estimator.name, current=estimate is None) as span:
             started = time.perf_counter()
             try:
@@ -614,7 +627,9 @@ class Router:
                     status="failed",
                     detail=f"{type(exc).__name__}: {exc}",
                 )
-            score = score.model_copy(update={"duration_s": time.perf_counter() - started})
+            score = score.model_copy(
+                update={"duration_s": time.perf_counter() - started, "calls": calls}
+            )
             self.tracing.record_score(attempt_span, span, score)
             return score
 

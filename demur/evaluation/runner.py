@@ -1,0 +1,181 @@
+"""Run a model and estimators over a labelled dataset, one row at a time, resumably.
+
+Every row goes through a real Router (one model, an always-accept policy), so samples, judge
+calls, timeouts and failures behave exactly as in production. Rows are appended to
+`results.jsonl` as they finish; a run that is interrupted picks up where it stopped.
+Logged answers (rows with a `response`) are replayed instead of asking a model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from demur.adapters.models.base import Model
+from demur.adapters.models.replay import ReplayModel
+from demur.correctness import grade
+from demur.errors import ConfigError
+from demur.estimators.base import Estimator
+from demur.evaluation.dataset import EvalDataset, EvalItem
+from demur.evaluation.grading import JudgeGrader
+from demur.policies.ladder import Ladder
+from demur.router.budget import Budget
+from demur.router.retry import RetryPolicy
+from demur.router.router import Router
+from demur.router.sampling import Sampling
+from demur.types import Query, Step
+
+RESULTS = "results.jsonl"
+SETTINGS = "run.json"
+
+
+@dataclass
+class EvalResults:
+    """The rows of a run (finished ones, including those from before a resume)."""
+
+    out_dir: Path
+    settings: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    resumed: int = 0
+
+    @property
+    def estimators(self) -> list[str]:
+        return list(self.settings["estimators"])
+
+    def graded(self) -> list[dict[str, Any]]:
+        """Rows with an answer and a correctness label."""
+        return [r for r in self.rows if r["correct"] is not None]
+
+
+def _row(item: EvalItem, step: Step, correct: bool | None, latency_s: float) -> dict[str, Any]:
+    candidate = step.candidate
+    return {
+        "id": item.id,
+        "question": item.question,
+        "answers": list(item.answers),
+        "response": candidate.text if candidate is not None else None,
+        "correct": correct,
+        "error": step.error,
+        "model": step.model,
+        "samples": len(candidate.samples) if candidate is not None else 0,
+        "calls": step.calls,
+        "cost": step.cost,
+        "latency_s": latency_s,
+        "scores": {
+            s.estimator: {
+                "status": s.status,
+                "value": s.value,
+                "confidence": s.confidence,
+                "detail": s.detail,
+                "duration_s": s.duration_s,
+                "calls": s.calls,
+            }
+            for s in step.scores
+        },
+    }
+
+
+def _open_run(out_dir: Path, settings: dict[str, Any], resume: bool) -> list[dict[str, Any]]:
+    """Create the run folder; on resume, check the settings match and load the rows done."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings_path, results_path = out_dir / SETTINGS, out_dir / RESULTS
+    if not resume or not results_path.exists():
+        results_path.unlink(missing_ok=True)
+        settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return []
+    previous = (
+        json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
+    )
+    changed = [k for k in settings if k != "started_at" and previous.get(k) != settings[k]]
+    if changed:
+        raise ConfigError(
+            f"{out_dir} holds a run with different settings ({', '.join(changed)}); "
+            "resume with the same options, or pass --no-resume (or another --out) to start anew"
+        )
+    rows = []
+    for line in results_path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a row cut off by the interruption: it is run again
+    # Rewrite without any partial last line.
+    results_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return rows
+
+
+async def run_eval(
+    dataset: EvalDataset,
+    out_dir: str | Path,
+    *,
+    model: Model | None = None,
+    estimators: Sequence[Estimator],
+    grader: str = "auto",
+    judge: Model | None = None,
+    sampling: Sampling | None = None,
+    estimator_timeout_s: float = 60.0,
+    resume: bool = True,
+    description: dict[str, Any] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> EvalResults:
+    """Answer (or replay) and score every row; return all rows, resumed ones included.
+
+    With `model=None` the dataset must carry logged `response`s, which are replayed.
+    """
+    if model is None and not dataset.has_responses:
+        missing = sum(1 for item in dataset.items if item.response is None)
+        raise ConfigError(
+            f"no model given and {missing} row(s) have no 'response' to score; pass a model "
+            "(demur eval --model NAME) or add the logged answers to the dataset"
+        )
+    grade("x", ["x"], grader)  # rejects an unknown grader name before any work
+    replay = ReplayModel() if model is None else None
+    target: Model = replay if replay is not None else model  # type: ignore[assignment]
+    out = Path(out_dir)
+    settings = {
+        "model": target.name,
+        "estimators": [e.name for e in estimators],
+        "needs": {e.name: e.needs.model_dump() for e in estimators},
+        "grader": grader if judge is None else f"judge:{judge.name}",
+        "sampling": (sampling or Sampling()).model_dump(),
+        **(description or {}),
+    }
+    rows = _open_run(out, settings, resume)
+    results = EvalResults(out_dir=out, settings=settings, rows=rows, resumed=len(rows))
+    done = {r["id"] for r in rows}
+    router = Router(
+        [target],
+        estimators=estimators,
+        policy=Ladder(0.0),
+        sampling=sampling,
+        estimator_timeout_s=estimator_timeout_s,
+        budget=Budget(max_steps=1, deadline_s=3600),
+        retry=RetryPolicy(max_attempts=3),
+    )
+    judge_grader = JudgeGrader(judge, fallback=grader) if judge is not None else None
+    with (out / RESULTS).open("a", encoding="utf-8") as sink:
+        for item in dataset.items:
+            if item.id in done:
+                continue
+            if replay is not None:
+                replay.load(item.response or "", item.samples, item.logprobs)
+            started = time.perf_counter()
+            verdict = await router.aroute(Query(item.question, context=item.context, id=item.id))
+            step = verdict.steps[0]
+            response = step.candidate.text if step.candidate is not None else None
+            correct: bool | None = None
+            if response is not None:
+                if judge_grader is not None:
+                    correct = await judge_grader.agrade(item.question, response, item.answers)
+                else:
+                    correct = grade(response, item.answers, grader)
+            row = _row(item, step, correct, time.perf_counter() - started)
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            results.rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    return results
