@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,30 @@ from demur.errors import ConfigError
 from demur.estimators.base import Estimator
 from demur.evaluation.dataset import EvalDataset, EvalItem
 from demur.evaluation.grading import JudgeGrader
-from demur.policies.ladder import Ladder
+from demur.policies.base import RouteState
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
 from demur.router.sampling import Sampling
-from demur.types import Query, Step
+from demur.types import Accept, Decision, Query, Step
 
 RESULTS = "results.jsonl"
 SETTINGS = "run.json"
+
+
+class _AcceptEverything:
+    """The eval's policy: every answer is scored, none is routed elsewhere.
+
+    It has no threshold, so adaptive sampling stops only when the samples agree.
+    """
+
+    name = "accept-everything"
+
+    def validate(self, models: Collection[str], has_queue: bool) -> None:
+        pass
+
+    def decide(self, state: RouteState) -> Decision:
+        return Decision(action=Accept(), reason="evaluation: every answer is scored")
 
 
 @dataclass
@@ -149,7 +164,7 @@ async def run_eval(
     router = Router(
         [target],
         estimators=estimators,
-        policy=Ladder(0.0),
+        policy=_AcceptEverything(),
         sampling=sampling,
         estimator_timeout_s=estimator_timeout_s,
         budget=Budget(max_steps=1, deadline_s=3600),
