@@ -596,8 +596,9 @@ class Router:
                 request: GenerationRequest, target: Model | str | None = None
             ) -> Generation:
                 nonlocal calls
-                calls += 1
-                return await outer(request, target)
+                generation = await outer(request, target)
+                calls += 1  # counted like the step's ledger: calls that returned
+                return generation
 
             attempt = dataclasses.replace(attempt, caller=counted)
         with self.tracing.estimator(estimator.name, current=estimate is None) as span:
