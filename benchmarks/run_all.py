@@ -24,7 +24,61 @@ def run(script: str, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def render(overhead: dict, imports: dict, demo: dict, cascade: dict | None) -> str:
+def render_estimators(result: dict) -> list[str]:
+    model = result["model"]
+    lines = [
+        f"### {model}: {result['questions']} questions, accuracy {_pct(result['accuracy'])}, "
+        f"{result['seconds_per_question']:.1f} s per question with every estimator",
+        "",
+        "| estimator | scored | AUROC | AURC | ECE raw | ECE calibrated | Brier | "
+        "model calls / q | s / q |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in result["estimators"].items():
+        raw, cal = entry.get("raw") or {}, entry.get("calibrated") or {}
+        lines.append(
+            f"| {name} | {entry.get('available')} | {_num(raw.get('auroc'))} | "
+            f"{_num(raw.get('aurc'))} | {_num(raw.get('ece'))} | {_num(cal.get('ece'))} | "
+            f"{_num(raw.get('brier'))} | {_num(entry.get('model_calls_per_question'), 1)} | "
+            f"{_num(entry.get('seconds_per_question'), 3)} |"
+        )
+    lines += [
+        "",
+        f"Guarantee (estimator {result['guarantee_estimator']}, isotonic calibrator then "
+        "conformal threshold fitted on a random half, measured on the other half):",
+        "",
+        "| alpha | delta | splits | no threshold possible | mean error among accepted | "
+        "mean coverage | share of splits with error > alpha |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["guarantee"]:
+        lines.append(
+            f"| {row['alpha']} | {row['delta']} | {row['splits']} | "
+            f"{row['splits_without_threshold']} | {_num(row['mean_error_accepted'])} | "
+            f"{_pct(row['mean_coverage'])} | {_num(row['violation_share'])} |"
+        )
+    adaptive = result["adaptive_sampling"]
+    lines += [
+        "",
+        "Adaptive sampling (agreement by ROUGE-L, 5 samples planned, batches of 2, stop when "
+        f"all agree): {_num(adaptive['adaptive_samples_per_question'], 2)} samples and "
+        f"{_num(adaptive['adaptive_calls_per_question'], 2)} sampling calls per question at "
+        f"AUROC {_num(adaptive['adaptive_auroc'])}, against "
+        f"{_num(adaptive['fixed_samples_per_question'], 2)} samples in "
+        f"{_num(adaptive['fixed_calls_per_question'], 2)} call at AUROC "
+        f"{_num(adaptive['fixed_auroc'])} with fixed sampling.",
+        "",
+    ]
+    return lines
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render(
+    overhead: dict, imports: dict, demo: dict, cascade: dict | None, estimators: list[dict]
+) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -110,6 +164,18 @@ def render(overhead: dict, imports: dict, demo: dict, cascade: dict | None) -> s
                 f"{_pct(row['random_escalation_accuracy'])} |"
             )
         lines.append("")
+    if estimators:
+        lines += [
+            "## Estimators on closed-book HaluEval-QA (`benchmarks/bench_estimators.py`)",
+            "",
+            "No passage in the prompt; greedy answers graded by containment or token F1 >= "
+            "0.6 against the right answer. Calibrated ECE is 2-fold cross-fitted (isotonic). "
+            "Model calls per question are those beyond the answer itself: shared sampling "
+            "(one call for 5 samples) and the estimator's own calls.",
+            "",
+        ]
+        for result in estimators:
+            lines += render_estimators(result)
     return "\n".join(lines)
 
 
@@ -121,6 +187,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller samples")
     parser.add_argument("--skip-cascade", action="store_true")
+    parser.add_argument(
+        "--estimator-questions",
+        type=int,
+        default=300,
+        help="questions per model for bench_estimators (0: reuse the saved results)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     overhead = run(
@@ -131,8 +203,29 @@ def main() -> None:
     cascade = None
     if not args.skip_cascade:
         cascade = run("bench_cascade.py", *(["--questions", "30"] if args.quick else []))
+    estimators = []
+    for model in ("weak", "strong"):
+        saved = RESULTS / f"estimators-{model}.json"
+        if args.estimator_questions:
+            questions = 20 if args.quick else args.estimator_questions
+            print(f"== bench_estimators.py --model {model}", flush=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(HERE / "bench_estimators.py"),
+                    "--model",
+                    model,
+                    "--questions",
+                    str(questions),
+                    "--json",
+                    str(saved),
+                ],
+                check=True,
+            )
+        if saved.exists():
+            estimators.append(json.loads(saved.read_text()))
     DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(render(overhead, imports, demo, cascade) + "\n")
+    DOCS.write_text(render(overhead, imports, demo, cascade, estimators) + "\n")
     print(f"wrote {DOCS}")
 
 
