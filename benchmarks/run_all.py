@@ -17,10 +17,16 @@ RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 
 
+SKIP: set[str] = set()
+
+
 def run(script: str, *args: str) -> dict:
-    out = RESULTS / f"{script.removeprefix('bench_').removesuffix('.py')}.json"
-    print(f"== {script} {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)], check=True)
+    """Run one benchmark script and load its JSON (or only load it, when skipped)."""
+    name = script.removeprefix("bench_").removesuffix(".py")
+    out = RESULTS / f"{name}.json"
+    if name not in SKIP:
+        print(f"== {script} {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)], check=True)
     return json.loads(out.read_text())
 
 
@@ -193,7 +199,13 @@ def main() -> None:
         default=300,
         help="questions per model for bench_estimators (0: reuse the saved results)",
     )
+    parser.add_argument(
+        "--reuse",
+        default="",
+        help="comma-separated benchmarks to take from saved results: overhead,import,demo,cascade",
+    )
     args = parser.parse_args()
+    SKIP.update(filter(None, args.reuse.split(",")))
     RESULTS.mkdir(exist_ok=True)
     overhead = run(
         "bench_overhead.py", *(["--routes", "500", "--rounds", "3"] if args.quick else [])
