@@ -65,6 +65,19 @@ def _router(config: RouterConfig, telemetry: Telemetry) -> Router:
     )
 
 
+def _progress(console: Console) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
 def _fmt_conf(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -198,8 +211,6 @@ def _demo_summary(report: DemoReport, start: str) -> Any:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from demur.demo.runner import load_questions, run_demo
 
     console = _console()
@@ -212,14 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"Routing {len(questions)} questions: {' → '.join(router.models)} "
             f"(policy {router.policy!r})"
         )
-        progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+        progress = _progress(console)
         with progress:
             task = progress.add_task("routing", total=len(questions))
 
@@ -296,8 +300,6 @@ def _eval_model(name: str, config: RouterConfig) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from demur.evaluation.dataset import load_dataset
     from demur.evaluation.report import write_report
     from demur.evaluation.runner import run_eval
@@ -315,14 +317,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     source = args.model or "logged answers"
     out = args.out or Path(".demur") / "eval" / f"{Path(args.data).stem}-{source.replace(' ', '-')}"
     sampling = Sampling(temperature=args.temperature, adaptive=args.adaptive)
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+    progress = _progress(console)
 
     async def evaluate() -> Any:
         try:

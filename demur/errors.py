@@ -44,6 +44,22 @@ class MissingDependencyError(ConfigError, ImportError):
         )
 
 
+class MissingPackageError(MissingDependencyError):
+    """A built-in model's package is not installed; the message gives the exact install command."""
+
+    extra_name = "all"
+    noun = "model"
+
+    def __init__(self, package: str, model: str, fix: str) -> None:
+        self.package = package
+        self.extra = self.extra_name
+        ConfigError.__init__(
+            self,
+            f"the built-in {self.noun} '{model}' needs the '{package}' package, which is not "
+            f"installed. Install it with: {fix}",
+        )
+
+
 class InvalidQueryError(DemurError, ValueError):
     """The query is empty, malformed, or cannot fit any model."""
 

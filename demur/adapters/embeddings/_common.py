@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from demur.errors import (
     ConfigError,
     DemurError,
-    MissingDependencyError,
+    MissingPackageError,
     PermanentModelError,
     unknown_name,
 )
@@ -37,17 +37,11 @@ class EmbeddingError(PermanentModelError):
     """An embedding model failed to load or to embed; `model` names it and the message the fix."""
 
 
-class MissingEmbedderPackageError(MissingDependencyError):
+class MissingEmbedderPackageError(MissingPackageError):
     """A built-in embedder's package is not installed; the message gives the exact fix."""
 
-    def __init__(self, package: str, model: str, fix: str) -> None:
-        self.package = package
-        self.extra = "embeddings"
-        ConfigError.__init__(
-            self,
-            f"the built-in embedder '{model}' needs the '{package}' package, which is not "
-            f"installed. Install it with: {fix}",
-        )
+    extra_name = "embeddings"
+    noun = "embedder"
 
 
 def package_dir(module: str) -> Path | None:

@@ -16,21 +16,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from demur.errors import ConfigError, MissingDependencyError, unknown_name
+from demur.errors import ConfigError, MissingDependencyError, MissingPackageError, unknown_name
 from demur.prompts import DEFAULT_EXAMPLES, ChatPrompt, CompletionPrompt, Prompt
 
 
-class MissingModelPackageError(MissingDependencyError):
+class MissingModelPackageError(MissingPackageError):
     """A built-in model's weights package is not installed; the message gives the exact fix."""
 
-    def __init__(self, package: str, model: str, fix: str) -> None:
-        self.package = package
-        self.extra = "local"
-        ConfigError.__init__(
-            self,
-            f"the built-in model '{model}' needs the '{package}' package, which is not "
-            f"installed. Install it with: {fix}",
-        )
+    extra_name = "local"
+    noun = "model"
 
 
 @dataclass(frozen=True)
