@@ -553,5 +553,7 @@ def test_lone_surrogates_become_replacement_characters() -> None:
 
 
 def test_package_dir_finds_packages_without_importing_them() -> None:
-    assert _common.package_dir("definitely_not_a_package_xyz") is None
-    assert _common.package_dir("demur") == Path(__file__).parents[2] / "demur"
+    from demur.adapters.models.catalog import package_dir
+
+    assert package_dir("definitely_not_a_package_xyz") is None
+    assert package_dir("demur") == Path(__file__).parents[2] / "demur"

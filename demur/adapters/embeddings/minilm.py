@@ -15,9 +15,9 @@ from demur.adapters.embeddings._common import (
     DEFAULT_BATCH_SIZE,
     LazyEmbedder,
     MissingEmbedderPackageError,
-    package_dir,
     require_module,
 )
+from demur.adapters.models.catalog import package_dir
 
 if TYPE_CHECKING:
     import numpy as np

