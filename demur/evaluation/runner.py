@@ -17,7 +17,7 @@ from typing import Any
 
 from demur.adapters.models.base import Model
 from demur.adapters.models.replay import ReplayModel
-from demur.correctness import grade
+from demur.correctness import check_grader, grade
 from demur.errors import ConfigError
 from demur.estimators.base import Estimator
 from demur.evaluation.dataset import EvalDataset, EvalItem
@@ -146,7 +146,7 @@ async def run_eval(
             f"no model given and {missing} row(s) have no 'response' to score; pass a model "
             "(demur eval --model NAME) or add the logged answers to the dataset"
         )
-    grade("x", ["x"], grader)  # rejects an unknown grader name before any work
+    check_grader(grader)
     replay = ReplayModel() if model is None else None
     target: Model = replay if replay is not None else model  # type: ignore[assignment]
     out = Path(out_dir)

@@ -119,6 +119,9 @@ class Router:
         unknown = set(prompts or {}) - set(self.models)
         if unknown:
             raise ConfigError(f"prompts given for unknown models: {', '.join(sorted(unknown))}")
+        self._needs = NOTHING
+        for estimator in self.estimators:
+            self._needs = self._needs.merge(estimator.needs)
         self._requests = self._base_requests(prompts or {})
         self.tracing = RouteTracing(
             tracer_provider=tracer_provider,
@@ -150,7 +153,7 @@ class Router:
     def _base_requests(
         self, prompts: Mapping[str, Prompt]
     ) -> dict[str, tuple[Prompt, dict[str, Any]]]:
-        needs = self._needs = self.needs
+        needs = self._needs
         requests = {}
         for name, model in self.models.items():
             prompt = prompts.get(name) or getattr(model, "default_prompt", None) or ChatPrompt()
@@ -165,10 +168,7 @@ class Router:
     @property
     def needs(self) -> Needs:
         """What the configured estimators need from each attempt, merged."""
-        needs = NOTHING
-        for estimator in self.estimators:
-            needs = needs.merge(estimator.needs)
-        return needs
+        return self._needs
 
     def request_for(self, model: str, query: Query) -> GenerationRequest:
         """The request the router sends `model` for `query`."""
