@@ -113,6 +113,14 @@ class EstimatorUnavailable(EstimatorError):
     """The estimator cannot run on this candidate (for example: no logprobs)."""
 
 
+class RetrievalError(DemurError):
+    """Retrieval failed: a missing or empty collection, an unreachable store, an embedding error."""
+
+
+class EmptyCollectionError(RetrievalError):
+    """The collection to search holds no document yet."""
+
+
 class QueueError(DemurError):
     """The review queue refused an operation."""
 

@@ -64,6 +64,43 @@ class Query(_Frozen):
         return cls(value)
 
 
+# --- What retrieval returns -----------------------------------------------------------------
+
+
+class Document(_Frozen):
+    """A retrieved passage.
+
+    `score` is the retriever's similarity to the query (cosine for embedding retrievers, higher
+    is closer); `retriever` names the retriever (one per embedding model) that found it.
+    """
+
+    id: str
+    text: str
+    score: float | None = None
+    source: str | None = None
+    retriever: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Retrieval(_Frozen):
+    """One retrieval: the query text sent, by which retriever, how many passages, what came back.
+
+    `cutoff` is the similarity below which passages were dropped (a conformal cutoff), if any;
+    `error` says why retrieval failed, in which case `documents` is empty; `note` records a
+    fallback taken (another retriever for the query's language, passages dropped to fit).
+    """
+
+    query: str
+    retriever: str
+    k: int
+    documents: tuple[Document, ...] = ()
+    cutoff: float | None = None
+    rewritten: bool = False
+    error: str | None = None
+    note: str | None = None
+    duration_s: float = 0.0
+
+
 # --- What a model returns --------------------------------------------------------------------
 
 
@@ -130,13 +167,15 @@ class Candidate(_Frozen):
     """An answer under consideration, with everything estimators need to score it.
 
     `samples` are extra answers drawn at a temperature, once per attempt, when an estimator
-    asked for them; every estimator shares the same samples.
+    asked for them; every estimator shares the same samples. `documents` are the passages the
+    answer was written from (retrieved, or the caller's context); empty for a closed-book answer.
     """
 
     text: str
     model: str
     tokens: tuple[TokenLogprob, ...] | None = None
     samples: tuple[Completion, ...] = ()
+    documents: tuple[Document, ...] = ()
     finish_reason: str | None = None
     usage: Usage = Usage()
     cost: float = 0.0
@@ -205,6 +244,24 @@ class AskHuman(_Frozen):
     priority: int = 0
 
 
+class RetrieveMore(_Frozen):
+    """Retrieve again, differently, and answer again.
+
+    Each field left as None keeps the router's setting: `k` passages (more than before),
+    `retriever` (another embedding model), `cutoff` (keep every passage whose similarity clears
+    the retriever's fitted conformal cutoff, up to `k`), `rewrite` (let the model rewrite the
+    question into a search query first), `model` (which model answers; the current one by
+    default).
+    """
+
+    kind: Literal["retrieve_more"] = "retrieve_more"
+    k: int | None = Field(default=None, ge=1)
+    retriever: str | None = None
+    cutoff: bool = False
+    rewrite: bool = False
+    model: str | None = None
+
+
 class Abstain(_Frozen):
     """Decline to answer, with a message for the user."""
 
@@ -217,7 +274,9 @@ class Abstain(_Frozen):
         super().__init__(**data)
 
 
-Action = Annotated[Accept | Escalate | AskHuman | Abstain, Field(discriminator="kind")]
+Action = Annotated[
+    Accept | Escalate | RetrieveMore | AskHuman | Abstain, Field(discriminator="kind")
+]
 
 
 class Decision(_Frozen):
@@ -231,16 +290,38 @@ class Decision(_Frozen):
 # --- What comes out --------------------------------------------------------------------------
 
 
+class Branch(_Frozen):
+    """One of several answers an attempt compared before choosing.
+
+    Confident RAG makes one branch per embedding model; situated faithfulness makes a
+    closed-book branch and a with-context branch. Each is scored on its own.
+    """
+
+    name: str
+    candidate: Candidate | None = None
+    scores: tuple[Score, ...] = ()
+    confidence: float | None = None
+    retrieval: Retrieval | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+
 class Step(_Frozen):
     """One model attempt in a route: the answer, its scores, and what the policy made of it.
 
     `calls` counts every model call the step made (the answer, samples, and estimators' own
-    calls such as a judge); `cost` is what they cost together.
+    calls such as a judge); `cost` is what they cost together. `retrieval` records what was
+    retrieved for the answer. When the attempt compared several answers, `branches` holds
+    them all, `branch` names the one chosen, and `selection` says why.
     """
 
     index: int
     model: str
     candidate: Candidate | None = None
+    retrieval: Retrieval | None = None
+    branches: tuple[Branch, ...] = ()
+    branch: str | None = None
+    selection: str | None = None
     scores: tuple[Score, ...] = ()
     raw_confidence: float | None = None
     confidence: float | None = None
