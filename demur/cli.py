@@ -1,4 +1,4 @@
-"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur config show|check`."""
+"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur index PATH`, `demur config`."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
     from demur.config import RouterConfig
     from demur.demo.runner import DemoReport, DemoRow
+    from demur.retrieval.chroma import ChromaStore
+    from demur.retrieval.indexing import IndexProgress, IndexReport
     from demur.router.router import Router
     from demur.telemetry import Telemetry
-    from demur.types import Verdict
+    from demur.types import Step, Verdict
 
 
 def _console(stderr: bool = False) -> Console:
@@ -101,6 +103,7 @@ def _print_steps(console: Console, verdict: Verdict) -> None:
             for s in step.scores
         )
         answer = step.candidate.text if step.candidate else f"[red]{step.error}[/red]"
+        answer += "".join(f"\n[dim]{line}[/dim]" for line in _grounding_lines(step))
         decision = step.decision
         decided = f"{decision.action.kind}\n[dim]{decision.reason}[/dim]" if decision else ""
         table.add_row(
@@ -113,6 +116,28 @@ def _print_steps(console: Console, verdict: Verdict) -> None:
             f"{step.latency_s:.2f}s",
         )
     console.print(table)
+
+
+def _grounding_lines(step: Step) -> list[str]:
+    """What was retrieved for the step, and the answers it compared, in a few short lines."""
+    lines = []
+    for branch in step.branches or ():
+        text = branch.candidate.text if branch.candidate else branch.error_type
+        chosen = " (kept)" if branch.name == step.branch else ""
+        lines.append(f"{branch.name}: {text} [{_fmt_conf(branch.confidence)}]{chosen}")
+    retrieval = step.retrieval
+    if retrieval is not None:
+        if retrieval.error is not None:
+            lines.append(f"retrieval failed: {retrieval.error}")
+        else:
+            top = retrieval.documents[0].score if retrieval.documents else None
+            lines.append(
+                f"{len(retrieval.documents)} passage(s) from {retrieval.retriever}, "
+                f"top similarity {_fmt_conf(top)}"
+            )
+        if retrieval.note:
+            lines.append(retrieval.note)
+    return lines
 
 
 def _verdict_summary(verdict: Verdict) -> str:
@@ -440,6 +465,98 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demur index -----------------------------------------------------------------------------
+
+_LISTED = 10  # bad rows and failed chunks printed in full; the rest are counted
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from demur.adapters.embeddings import BUILTIN_EMBEDDERS, load_embedder
+    from demur.errors import ConfigError
+    from demur.retrieval.chroma import ChromaStore
+    from demur.retrieval.indexing import index_paths, source_files
+
+    console = _console()
+    names = (
+        [name.strip() for name in args.embedders.split(",") if name.strip()]
+        if args.embedders is not None
+        else list(BUILTIN_EMBEDDERS)
+    )
+    if not names:
+        raise ConfigError("--embedders is empty; name at least one, e.g. --embedders minilm-l6")
+    embedders = [load_embedder(name) for name in dict.fromkeys(names)]
+    store = ChromaStore(args.store, url=args.url)
+    files = source_files(args.paths)
+    console.print(
+        f"Indexing {len(files)} file(s) into {store.location} with {', '.join(names)}",
+        markup=False,
+    )
+    progress = _progress(console)
+    tasks: dict[str, Any] = {}
+
+    def advance(event: IndexProgress) -> None:
+        if event.embedder not in tasks:
+            tasks[event.embedder] = progress.add_task(
+                f"embedding with {event.embedder}", total=event.total
+            )
+        progress.update(tasks[event.embedder], completed=event.done)
+
+    try:
+        with progress:
+            report = index_paths(
+                files,
+                store,
+                embedders,
+                chunk_size=args.chunk_size,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                on_progress=advance,
+            )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: what was indexed is kept; rerun to resume[/yellow]")
+        raise
+    _print_index_report(console, report, store)
+    if report.failed:
+        console.print(
+            f"[red]{len(report.failed)} chunk(s) failed to embed and were skipped; "
+            "fix them and rerun (what was indexed is kept)[/red]"
+        )
+        return 1
+    return 0
+
+
+def _print_index_report(console: Console, report: IndexReport, store: ChromaStore) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title=f"{report.files} file(s), {report.chunks} chunk(s) → {escape(store.location)}"
+    )
+    for column in ("embedder", "collection", "added", "already there", "failed", "in collection"):
+        table.add_column(
+            column, justify="left" if column in ("embedder", "collection") else "right"
+        )
+    for name, added in report.added.items():
+        failed = sum(1 for item in report.failed if item.embedder == name)
+        table.add_row(
+            name,
+            store.collection_name(name),
+            str(added),
+            str(report.skipped.get(name, 0)),
+            str(failed),
+            str(store.count(name)),
+        )
+    console.print(table)
+    for row in report.bad_rows[:_LISTED]:
+        console.print(f"[yellow]skipped {escape(str(row))}[/yellow]")
+    for item in report.failed[:_LISTED]:
+        failure = f"{item.embedder} {item.id} ({item.source}): {item.error}"
+        console.print(f"[red]failed to embed {escape(failure)}[/red]")
+    hidden = max(0, len(report.bad_rows) - _LISTED) + max(0, len(report.failed) - _LISTED)
+    if hidden:
+        console.print(f"[dim]… and {hidden} more[/dim]")
+
+
 # --- demur config ----------------------------------------------------------------------------
 
 
@@ -527,6 +644,26 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--no-conformal", action="store_true", help="only fit a calibrator")
     calibrate.add_argument("--out", type=Path, default=Path("calibration.json"))
     calibrate.set_defaults(run=cmd_calibrate)
+
+    index = commands.add_parser(
+        "index", help="chunk and embed documents into chroma collections for retrieval"
+    )
+    index.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help=".txt, .md, .jsonl files or folders"
+    )
+    index.add_argument(
+        "--embedders",
+        help="comma-separated embedders, one collection each "
+        "(default: all built-ins, minilm-l6,e5-small,mpnet-base)",
+    )
+    index.add_argument(
+        "--store", type=Path, default=Path(".demur/chroma"), help="chroma folder (.demur/chroma)"
+    )
+    index.add_argument("--url", help="a chroma server instead of --store, e.g. http://host:8000")
+    index.add_argument("--chunk-size", type=int, default=200, help="words per chunk (200)")
+    index.add_argument("--overlap", type=int, default=40, help="words shared by chunks (40)")
+    index.add_argument("--batch-size", type=int, default=64, help="chunks per commit (64)")
+    index.set_defaults(run=cmd_index)
 
     config = commands.add_parser("config", help="show the default config or check a file")
     config_actions = config.add_subparsers(dest="action", required=True)

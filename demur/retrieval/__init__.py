@@ -1,0 +1,83 @@
+"""Retrieval: the `Retriever` protocol, a chromadb retriever, indexing, and retrieval cutoffs.
+
+Importing this package does not import chromadb; the chroma adapter (`ChromaStore`,
+`ChromaRetriever`, `DemurEmbeddingFunction`) loads it on first access.
+"""
+
+from typing import TYPE_CHECKING
+
+from demur.retrieval.base import Retriever
+
+if TYPE_CHECKING:
+    from demur.retrieval.chroma import ChromaRetriever, ChromaStore, DemurEmbeddingFunction
+    from demur.retrieval.chunking import chunk_text
+    from demur.retrieval.cutoff import ConformalCutoff
+    from demur.retrieval.indexing import (
+        BadRow,
+        FailedChunk,
+        IndexProgress,
+        IndexReport,
+        SourceChunk,
+        index_chunks,
+        index_paths,
+        read_sources,
+        source_files,
+    )
+
+# Exported lazily: the router needs only the protocol. The chroma classes import chromadb
+# (most of a second); indexing and cutoffs are needed only to build or fit.
+_LAZY = {
+    "ChromaRetriever": "demur.retrieval.chroma",
+    "ChromaStore": "demur.retrieval.chroma",
+    "DemurEmbeddingFunction": "demur.retrieval.chroma",
+    "ConformalCutoff": "demur.retrieval.cutoff",
+    "chunk_text": "demur.retrieval.chunking",
+    **dict.fromkeys(
+        (
+            "BadRow",
+            "FailedChunk",
+            "IndexProgress",
+            "IndexReport",
+            "SourceChunk",
+            "index_chunks",
+            "index_paths",
+            "read_sources",
+            "source_files",
+        ),
+        "demur.retrieval.indexing",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'demur.retrieval' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "BadRow",
+    "ChromaRetriever",
+    "ChromaStore",
+    "ConformalCutoff",
+    "DemurEmbeddingFunction",
+    "FailedChunk",
+    "IndexProgress",
+    "IndexReport",
+    "Retriever",
+    "SourceChunk",
+    "chunk_text",
+    "index_chunks",
+    "index_paths",
+    "read_sources",
+    "source_files",
+]

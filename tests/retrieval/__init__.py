@@ -1,0 +1,40 @@
+"""Tests of retrieval: chunking, reading and indexing sources, the chroma store and retriever.
+
+Stores are real chromadb folders under tmp_path. Embedders are the real built-in models, each
+loaded once per session; a test that needs a missing model skips, naming the install command.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from demur.adapters.embeddings import BUILTIN_EMBEDDERS, Embedder, load_embedder
+from demur.errors import MissingDependencyError
+
+
+def installed(name: str) -> bool:
+    """Whether the built-in embedder's packages are installed."""
+    try:
+        BUILTIN_EMBEDDERS[name].check()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+def requires(*names: str) -> pytest.MarkDecorator:
+    """Skip unless these built-in embedders (and chromadb) are installed."""
+    missing = [name for name in names if not installed(name)]
+    return pytest.mark.skipif(
+        bool(missing),
+        reason="; ".join(f"{name}: {BUILTIN_EMBEDDERS[name].install}" for name in missing),
+    )
+
+
+_loaded: dict[str, Embedder] = {}
+
+
+def real_embedder(name: str) -> Embedder:
+    """The built-in embedder `name`, loaded once per session."""
+    if name not in _loaded:
+        _loaded[name] = load_embedder(name, batch_size=16)
+    return _loaded[name]
