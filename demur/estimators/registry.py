@@ -29,6 +29,8 @@ ESTIMATORS: dict[str, str] = {
     "verbal": "demur.estimators.verbal:VerbalizedConfidence",
     "ptrue": "demur.estimators.ptrue:PTrue",
     "judge": "demur.estimators.judge:LLMJudge",
+    "retrieval": "demur.estimators.retrieval:RetrievalSimilarity",
+    "groundedness": "demur.estimators.groundedness:Groundedness",
     "ensemble": "demur.estimators.ensemble:load_ensemble",
 }
 
