@@ -1,7 +1,7 @@
 """demur: confidence-gated routing for LLM and RAG applications.
 
 Wrap a model call, estimate how far the answer can be trusted, and act on it by policy:
-answer, escalate to a stronger model, hand the question to a person, or abstain.
+answer, retrieve more, escalate to a stronger model, hand the question to a person, or abstain.
 """
 
 from demur._version import __version__
@@ -13,6 +13,7 @@ from demur.errors import (
     ContextOverflowError,
     DeadlineExceededError,
     DemurError,
+    EmptyCollectionError,
     EstimatorError,
     EstimatorUnavailable,
     InvalidQueryError,
@@ -24,17 +25,21 @@ from demur.errors import (
     PermanentModelError,
     QueueError,
     RateLimitError,
+    RetrievalError,
     RouteError,
     ServerError,
     TransientModelError,
 )
 from demur.estimators.base import Attempt, Estimator, Needs
 from demur.estimators.logprob import GreedyNLL, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb
+from demur.grounding.base import BranchPlan, Grounding, Selection
+from demur.grounding.rag import Rag
 from demur.policies.base import Policy, RouteState
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt, FewShotExample, Prompt
 from demur.queue.base import ReviewQueue, Ticket, TicketRequest
 from demur.queue.sqlite import SqliteQueue
+from demur.retrieval.base import Retriever
 from demur.router.budget import Budget
 from demur.router.combine import ScoreCombiner
 from demur.router.retry import RetryPolicy
@@ -45,14 +50,18 @@ from demur.types import (
     Accept,
     Action,
     AskHuman,
+    Branch,
     Candidate,
     Completion,
     Decision,
+    Document,
     Escalate,
     Generation,
     GenerationRequest,
     Message,
     Query,
+    Retrieval,
+    RetrieveMore,
     Score,
     Step,
     TokenAlternative,
@@ -64,8 +73,15 @@ from demur.types import (
 # Exported lazily: these modules cost import time that most users of the router never need.
 _LAZY = {
     "CalibrationBundle": "demur.calibration.bundle",
+    "ChromaRetriever": "demur.retrieval.chroma",
+    "ChromaStore": "demur.retrieval.chroma",
+    "ConfidentRag": "demur.grounding.confident_rag",
+    "ConformalCutoff": "demur.retrieval.cutoff",
     "ConformalThreshold": "demur.calibration.conformal",
     "Ensemble": "demur.estimators.ensemble",
+    "Groundedness": "demur.estimators.groundedness",
+    "RetrievalSimilarity": "demur.estimators.retrieval",
+    "Situated": "demur.grounding.situated",
     "HistogramBinningCalibrator": "demur.calibration.calibrators",
     "IsotonicCalibrator": "demur.calibration.calibrators",
     "PlattCalibrator": "demur.calibration.calibrators",
@@ -102,19 +118,27 @@ __all__ = [
     "Action",
     "AskHuman",
     "Attempt",
+    "Branch",
+    "BranchPlan",
     "Budget",
     "CalibrationBundle",
     "Calibrator",
     "Candidate",
     "ChatPrompt",
+    "ChromaRetriever",
+    "ChromaStore",
     "Completion",
     "CompletionPrompt",
+    "ConfidentRag",
     "ConfigError",
+    "ConformalCutoff",
     "ConformalThreshold",
     "ContextOverflowError",
     "DeadlineExceededError",
     "Decision",
     "DemurError",
+    "Document",
+    "EmptyCollectionError",
     "Ensemble",
     "Escalate",
     "Estimator",
@@ -124,6 +148,8 @@ __all__ = [
     "Generation",
     "GenerationRequest",
     "GreedyNLL",
+    "Groundedness",
+    "Grounding",
     "HistogramBinningCalibrator",
     "InvalidQueryError",
     "IsotonicCalibrator",
@@ -149,8 +175,14 @@ __all__ = [
     "Prompt",
     "Query",
     "QueueError",
+    "Rag",
     "RateLimitError",
     "Reply",
+    "Retrieval",
+    "RetrievalError",
+    "RetrievalSimilarity",
+    "RetrieveMore",
+    "Retriever",
     "RetryPolicy",
     "ReviewQueue",
     "RouteError",
@@ -161,7 +193,9 @@ __all__ = [
     "Score",
     "ScoreCombiner",
     "ScriptedModel",
+    "Selection",
     "ServerError",
+    "Situated",
     "SqliteQueue",
     "Step",
     "Telemetry",

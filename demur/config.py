@@ -31,7 +31,7 @@ from demur.router.combine import CombineMethod
 from demur.router.retry import RetryPolicy
 from demur.router.router import DEFAULT_ABSTAIN_MESSAGE, Router
 from demur.router.sampling import Sampling
-from demur.types import Abstain, AskHuman, Escalate
+from demur.types import Abstain, AskHuman, Escalate, RetrieveMore
 
 
 class _Section(BaseModel):
@@ -149,10 +149,22 @@ class HumanRungOptions(_Section):
     priority: int = 0
 
 
+class RetrieveMoreOptions(_Section):
+    """How to retrieve again: more passages, another embedding model, the cutoff, a rewrite."""
+
+    k: int | None = Field(default=None, ge=1)
+    retriever: str | None = None
+    cutoff: bool = False
+    rewrite: bool = False
+    model: str | None = None
+
+
 class RungConfig(_Section):
-    """One rung: exactly one of `escalate: MODEL`, `human: {...}` or `abstain: MESSAGE`."""
+    """One rung: exactly one of `escalate: MODEL`, `retrieve_more: {...}`, `human: {...}` or
+    `abstain: MESSAGE`."""
 
     escalate: str | None = None
+    retrieve_more: RetrieveMoreOptions | None = None
     human: HumanRungOptions | None = None
     abstain: str | None = None
 
@@ -161,30 +173,38 @@ class RungConfig(_Section):
     def _from_word(cls, data: Any) -> Any:
         if data == "human":
             return {"human": {}}
+        if data == "retrieve_more":
+            return {"retrieve_more": {}}
         if data == "abstain":
             return {"abstain": DEFAULT_ABSTAIN_MESSAGE}
         if isinstance(data, str):
             raise ValueError(
                 f"unknown rung '{data}'. "
-                "Write `- escalate: MODEL`, `- human` or `- abstain: MESSAGE`"
+                "Write `- escalate: MODEL`, `- retrieve_more: {k: 10}`, `- human` or "
+                "`- abstain: MESSAGE`"
             )
-        if isinstance(data, Mapping) and data.get("human") is None and "human" in data:
-            return {**data, "human": {}}
+        if isinstance(data, Mapping):
+            for key in ("human", "retrieve_more"):
+                if key in data and data.get(key) is None:
+                    data = {**data, key: {}}
         return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RungConfig:
-        given = [k for k in ("escalate", "human", "abstain") if getattr(self, k) is not None]
+        keys = ("escalate", "retrieve_more", "human", "abstain")
+        given = [k for k in keys if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "a rung takes exactly one of 'escalate', 'human' or 'abstain', "
+                "a rung takes exactly one of 'escalate', 'retrieve_more', 'human' or 'abstain', "
                 f"got {', '.join(given) or 'none'}"
             )
         return self
 
-    def to_action(self) -> Escalate | AskHuman | Abstain:
+    def to_action(self) -> Escalate | RetrieveMore | AskHuman | Abstain:
         if self.escalate is not None:
             return Escalate(self.escalate)
+        if self.retrieve_more is not None:
+            return RetrieveMore(**self.retrieve_more.model_dump())
         if self.human is not None:
             return AskHuman(priority=self.human.priority)
         return Abstain(self.abstain)
@@ -210,6 +230,50 @@ class LadderConfig(_Section):
     rungs: list[RungConfig] = Field(
         default_factory=lambda: [RungConfig(abstain=DEFAULT_ABSTAIN_MESSAGE)]
     )
+
+
+class GroundingConfig(_Section):
+    """How each attempt uses retrieval: `rag`, `confident_rag` or `situated`."""
+
+    kind: Literal["rag", "confident_rag", "situated"] = "rag"
+    k: int = Field(default=5, ge=1)
+    retriever: str | None = None
+    """rag and situated: the retriever to use (the first embedder by default)."""
+    agreement_bonus: float = Field(default=0.0, ge=0.0, le=1.0)
+    """confident_rag: bonus for answers that other embedding models' branches agree with."""
+    method: Literal["rcr", "scr"] = "rcr"
+    """situated: rule-based (rcr) or self-guided (scr) confidence reasoning."""
+    margin: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
+class RetrievalConfig(_Section):
+    """The chroma store and one retriever (collection) per embedding model."""
+
+    store: str = ".demur/chroma"
+    url: str | None = None
+    prefix: str = "demur"
+    embedders: list[str] = Field(default_factory=lambda: ["minilm-l6"], min_length=1)
+    cutoffs: dict[str, str] = Field(default_factory=dict)
+    """Fitted ConformalCutoff files by embedder, applied by `retrieve_more: {cutoff: true}`."""
+    grounding: GroundingConfig = GroundingConfig()
+
+    @model_validator(mode="after")
+    def _names(self) -> RetrievalConfig:
+        named = [("retrieval.cutoffs", n) for n in self.cutoffs]
+        if self.grounding.retriever is not None:
+            named.append(("retrieval.grounding.retriever", self.grounding.retriever))
+        for where, name in named:
+            if name not in self.embedders:
+                raise ValueError(
+                    f"{where} names embedder '{name}', which is not in retrieval.embedders."
+                    f"{did_you_mean(name, self.embedders)} Embedders: {', '.join(self.embedders)}"
+                )
+        if self.grounding.kind == "confident_rag" and len(self.embedders) < 2:
+            raise ValueError(
+                "grounding 'confident_rag' compares embedding models: list at least 2 in "
+                "retrieval.embedders, e.g. [minilm-l6, e5-small, mpnet-base]"
+            )
+        return self
 
 
 class QueueConfig(_Section):
@@ -248,6 +312,7 @@ class RouterConfig(_Section):
     combine: CombineMethod = "mean"
     policy: LadderConfig
     queue: QueueConfig | None = None
+    retrieval: RetrievalConfig | None = None
     budget: BudgetConfig = BudgetConfig()
     retry: RetryConfig = RetryConfig()
     sampling: SamplingConfig = SamplingConfig()
@@ -262,6 +327,8 @@ class RouterConfig(_Section):
         named = [("start", self.start)] if self.start is not None else []
         named += [("policy.rungs.escalate", r.escalate) for r in self.policy.rungs if r.escalate]
         named += [("policy.per_model", m) for m in self.policy.per_model]
+        more = [r.retrieve_more for r in self.policy.rungs if r.retrieve_more is not None]
+        named += [("policy.rungs.retrieve_more.model", r.model) for r in more if r.model]
         for where, model in named:
             if model not in self.models:
                 raise ValueError(
@@ -273,6 +340,20 @@ class RouterConfig(_Section):
                 "policy.threshold is 'conformal' but there is no 'calibration' file; "
                 "add `calibration: calibration.json` (written by `demur calibrate`)"
             )
+        if more and self.retrieval is None:
+            raise ValueError(
+                "policy has a 'retrieve_more' rung but there is no 'retrieval' section; add "
+                "`retrieval: {embedders: [minilm-l6]}` and index documents with `demur index`"
+            )
+        for rung in more:
+            if self.retrieval is not None and rung.retriever is not None:
+                embedders = self.retrieval.embedders
+                if rung.retriever not in embedders:
+                    raise ValueError(
+                        f"policy.rungs.retrieve_more.retriever names '{rung.retriever}', which is "
+                        f"not in retrieval.embedders.{did_you_mean(rung.retriever, embedders)} "
+                        f"Embedders: {', '.join(embedders)}"
+                    )
         if self.queue is None and any(r.human is not None for r in self.policy.rungs):
             raise ValueError(
                 "policy has a 'human' rung but there is no 'queue' section; "
@@ -482,9 +563,35 @@ def build_router(config: RouterConfig, **overrides: Any) -> Router:
         "capture_content": config.tracing.capture_content,
         "calibrator": calibrator,
     }
+    if config.retrieval is not None:
+        options["retrievers"], options["grounding"] = build_retrieval(config.retrieval)
     options.update(overrides)
     models = {name: build_model(name, section) for name, section in config.models.items()}
     return Router(models, policy=policy, **options)
+
+
+def build_retrieval(config: RetrievalConfig) -> tuple[list[Any], Any]:
+    """The retrievers (one chroma collection per embedder) and the grounding of a config."""
+    from demur.grounding import ConfidentRag, Rag, Situated
+    from demur.retrieval.chroma import ChromaStore
+    from demur.retrieval.cutoff import ConformalCutoff
+
+    store = ChromaStore(config.store, url=config.url, prefix=config.prefix)
+    retrievers = []
+    for name in config.embedders:
+        cutoff = None
+        if name in config.cutoffs:
+            cutoff = ConformalCutoff.load(config.cutoffs[name]).cutoff
+        retrievers.append(store.retriever(name, cutoff=cutoff))
+    g = config.grounding
+    grounding: Any
+    if g.kind == "confident_rag":
+        grounding = ConfidentRag(k=g.k, agreement_bonus=g.agreement_bonus)
+    elif g.kind == "situated":
+        grounding = Situated(g.method, retriever=g.retriever, k=g.k, margin=g.margin)
+    else:
+        grounding = Rag(g.retriever, k=g.k)
+    return retrievers, grounding
 
 
 def load_router(path: str | Path | None = None, **overrides: Any) -> Router:

@@ -160,3 +160,45 @@ def test_ask_through_the_real_local_models(tmp_path, monkeypatch, capsys):
     assert first.candidate.tokens  # real per-token logprobs
     assert 0.0 < (first.confidence or 0.0) <= 1.0
     assert textwrap.dedent(verdict.trace_id or "") != ""
+
+
+RAG_CONFIG = """\
+models:
+  weak: {kind: llama_cpp, builtin: smollm2-135m, max_tokens: 24}
+estimators: [mean_logprob, {name: retrieval, statistic: top1}]
+policy:
+  threshold: 0.99
+  rungs: [{retrieve_more: {k: 2, rewrite: true}}, abstain]
+retrieval:
+  store: STORE
+  embedders: [minilm-l6, e5-small]
+  grounding: {kind: confident_rag, k: 1}
+tracing: {exporter: jsonl, path: TRACES}
+"""
+
+
+@pytest.mark.local_model
+def test_index_then_ask_with_confident_rag_through_real_chroma_and_a_real_model(tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text(
+        "# Towers\n\nThe Eiffel Tower in Paris was completed in 1889.\n\n"
+        "# Rivers\n\nThe Danube flows into the Black Sea.\n"
+    )
+    store = tmp_path / "chroma"
+    assert main(["index", str(notes), "--store", str(store), "--chunk-size", "12",
+                 "--overlap", "2", "--embedders", "minilm-l6,e5-small"]) == 0  # fmt: skip
+    config = tmp_path / "demur.yaml"
+    text = RAG_CONFIG.replace("STORE", str(store))
+    config.write_text(text.replace("TRACES", str(tmp_path / "traces.jsonl")))
+    capsys.readouterr()
+    assert main(["ask", "When was the Eiffel Tower completed?", "--config", str(config),
+                 "--json"]) == 0  # fmt: skip
+    verdict = Verdict.model_validate_json(capsys.readouterr().out)
+    first, second = verdict.steps
+    assert [b.name for b in first.branches] == ["minilm-l6", "e5-small"]
+    assert all("Eiffel" in b.candidate.documents[0].text for b in first.branches)
+    assert first.decision is not None and first.decision.action.kind == "retrieve_more"
+    assert all(len(b.retrieval.documents) == 2 and b.retrieval.rewritten is not None
+               for b in second.branches)  # fmt: skip
+    names = [s["name"] for s in spans(tmp_path / "traces.jsonl")]
+    assert names.count("retrieval") == 4 and "demur.branch minilm-l6" in names

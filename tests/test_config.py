@@ -191,3 +191,67 @@ def test_sampling_section(tmp_path):
                 "sampling": {"adaptiv": True},
             }
         )
+
+
+# --- retrieval ---------------------------------------------------------------------------------
+
+RAG_YAML = """\
+models:
+  weak: {kind: scripted, replies: ["Paris"]}
+estimators: [mean_logprob]
+policy:
+  threshold: 0.5
+  rungs:
+    - retrieve_more: {k: 10}
+    - retrieve_more: {retriever: e5-small, cutoff: true}
+    - retrieve_more
+    - abstain
+"""
+
+
+def test_retrieve_more_rungs_parse_into_actions():
+    from demur import RetrieveMore
+
+    config = parse_config(
+        __import__("yaml").safe_load(
+            RAG_YAML + "retrieval: {embedders: [minilm-l6, e5-small], store: STORE}\n"
+        )
+    )
+    actions = [r.to_action() for r in config.policy.rungs]
+    assert actions[:3] == [
+        RetrieveMore(k=10),
+        RetrieveMore(retriever="e5-small", cutoff=True),
+        RetrieveMore(),
+    ]
+
+
+def test_retrieve_more_without_a_retrieval_section_says_what_to_add(tmp_path):
+    with pytest.raises(ConfigError, match="no 'retrieval' section"):
+        load_config(write(tmp_path, RAG_YAML))
+
+
+def test_retrieval_names_are_checked_against_the_embedders(tmp_path):
+    with pytest.raises(ConfigError, match="names 'mpnet'.*Did you mean 'mpnet-base'"):
+        load_config(
+            write(
+                tmp_path,
+                RAG_YAML.replace("retriever: e5-small", "retriever: mpnet")
+                + "retrieval: {embedders: [minilm-l6, mpnet-base]}\n",
+            )
+        )
+    with pytest.raises(ConfigError, match="cutoffs names embedder 'e5-small'"):
+        load_config(
+            write(
+                tmp_path,
+                RAG_YAML.replace("retriever: e5-small, ", "")
+                + "retrieval: {embedders: [minilm-l6], cutoffs: {e5-small: c.json}}\n",
+            )
+        )
+
+
+def test_confident_rag_needs_two_embedders(tmp_path):
+    text = RAG_YAML.replace("retriever: e5-small, ", "") + (
+        "retrieval: {embedders: [minilm-l6], grounding: {kind: confident_rag}}\n"
+    )
+    with pytest.raises(ConfigError, match="at least 2 in retrieval.embedders"):
+        load_config(write(tmp_path, text))

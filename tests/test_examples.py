@@ -29,3 +29,11 @@ def test_local_cascade():
     out = run("local_cascade.py")
     assert "weak:" in out
     assert "sent to a person" in out or "answered" in out
+
+
+@pytest.mark.local_model
+def test_confident_rag():
+    out = run("confident_rag.py")
+    assert "indexed 4 passages into 3 collections" in out
+    assert out.count("passage=eiffel") == 3  # every embedding model found the right passage
+    assert "Confident RAG kept" in out and "situated: kept the" in out

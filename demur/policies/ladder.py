@@ -7,9 +7,9 @@ from typing import Protocol
 
 from demur.errors import ConfigError, did_you_mean
 from demur.policies.base import RouteState
-from demur.types import Abstain, Accept, AskHuman, Decision, Escalate
+from demur.types import Abstain, Accept, AskHuman, Decision, Escalate, RetrieveMore
 
-Rung = Escalate | AskHuman | Abstain
+Rung = Escalate | RetrieveMore | AskHuman | Abstain
 
 
 class ThresholdLike(Protocol):
@@ -35,14 +35,16 @@ def _check_threshold(name: str, value: float | ThresholdLike) -> float:
 class Ladder:
     """Accept when confidence >= threshold; otherwise take the next rung in order.
 
-    Rungs are `Escalate(model)`, `AskHuman()` and `Abstain(message)`. An Escalate rung is skipped
-    when its model was already asked or the budget allows no further call; when every rung is
-    used up the route abstains. A step without a confidence (every estimator unavailable or
+    Rungs are `Escalate(model)`, `RetrieveMore(...)`, `AskHuman()` and `Abstain(message)`. An
+    Escalate rung is skipped when its model was already asked, a RetrieveMore rung when it was
+    already taken, and either when the budget allows no further call; when every rung is used
+    up the route abstains. A step without a confidence (every estimator unavailable or
     failed, or the model call failed) counts as below threshold. A threshold may be a number
     or a fitted object with a `.threshold`, such as a ConformalThreshold.
 
         Ladder(threshold=0.6, per_model={"strong": 0.4},
-               rungs=[Escalate("strong"), AskHuman(), Abstain("I am not sure.")])
+               rungs=[RetrieveMore(k=10), RetrieveMore(retriever="mpnet-base"),
+                      Escalate("strong"), AskHuman(), Abstain("I am not sure.")])
     """
 
     name = "ladder"
@@ -60,9 +62,10 @@ class Ladder:
             for model, value in (per_model or {}).items()
         }
         for rung in rungs:
-            if not isinstance(rung, Escalate | AskHuman | Abstain):
+            if not isinstance(rung, Escalate | RetrieveMore | AskHuman | Abstain):
                 raise ConfigError(
-                    f"ladder rungs must be Escalate, AskHuman or Abstain, got {rung!r}"
+                    f"ladder rungs must be Escalate, RetrieveMore, AskHuman or Abstain, "
+                    f"got {rung!r}"
                 )
         self.rungs = tuple(rungs)
 
@@ -71,6 +74,7 @@ class Ladder:
 
     def validate(self, models: Collection[str], has_queue: bool) -> None:
         named = [r.model for r in self.rungs if isinstance(r, Escalate)] + list(self.per_model)
+        named += [r.model for r in self.rungs if isinstance(r, RetrieveMore) and r.model]
         for model in named:
             if model not in models:
                 raise ConfigError(
@@ -82,6 +86,22 @@ class Ladder:
                 "ladder has an AskHuman rung but the router has no review queue; "
                 "pass queue=SqliteQueue('demur-queue.db') (or `queue:` in the config)."
             )
+
+    def validate_retrievers(self, retrievers: Collection[str]) -> None:
+        """ConfigError if a RetrieveMore rung cannot be carried out by the router's retrievers."""
+        wanted = [r for r in self.rungs if isinstance(r, RetrieveMore)]
+        if wanted and not retrievers:
+            raise ConfigError(
+                "ladder has a RetrieveMore rung but the router has no retriever; pass "
+                "retrievers=[ChromaStore().retriever('minilm-l6')] (or `retrieval:` in the config)"
+            )
+        for rung in wanted:
+            if rung.retriever is not None and rung.retriever not in retrievers:
+                raise ConfigError(
+                    f"ladder refers to retriever '{rung.retriever}', which the router does not "
+                    f"have.{did_you_mean(rung.retriever, retrievers)} "
+                    f"Retrievers: {', '.join(retrievers)}."
+                )
 
     def decide(self, state: RouteState) -> Decision:
         step = state.current
@@ -100,13 +120,16 @@ class Ladder:
             why = "no estimator could score the answer"
 
         skipped: list[str] = []
+        taken = {s.decision.action for s in state.steps if s.decision is not None}
         for rung in self.rungs:
-            if isinstance(rung, Escalate):
-                if rung.model in state.attempted:
+            if isinstance(rung, Escalate | RetrieveMore):
+                if isinstance(rung, Escalate) and rung.model in state.attempted:
+                    continue
+                if isinstance(rung, RetrieveMore) and rung in taken:
                     continue
                 blocker = state.budget_blocker()
                 if blocker is not None:
-                    skipped.append(f"escalation to {rung.model} skipped: {blocker}")
+                    skipped.append(f"{_describe(rung)} skipped: {blocker}")
                     continue
             reason = "; ".join([why, *skipped])
             return Decision(action=rung, reason=reason, threshold=threshold)
@@ -125,6 +148,9 @@ class Ladder:
 def _describe(rung: Rung) -> str:
     if isinstance(rung, Escalate):
         return f"Escalate({rung.model!r})"
+    if isinstance(rung, RetrieveMore):
+        fields = rung.model_dump(exclude={"kind"}, exclude_defaults=True)
+        return "RetrieveMore(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
     if isinstance(rung, AskHuman):
         return "AskHuman()" if rung.priority == 0 else f"AskHuman(priority={rung.priority})"
     return "Abstain()" if rung.message is None else f"Abstain({rung.message!r})"

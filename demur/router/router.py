@@ -29,11 +29,15 @@ from demur.errors import (
     did_you_mean,
 )
 from demur.estimators.base import NOTHING, Attempt, Estimator, Needs
+from demur.grounding.base import BranchPlan, Grounding
+from demur.grounding.rag import Rag
 from demur.policies.base import Policy, RouteState
-from demur.prompts import ChatPrompt, Prompt
+from demur.prompts import ChatPrompt, CompletionPrompt, Prompt
 from demur.queue.base import CandidateAnswer, ReviewQueue, TicketRequest
+from demur.retrieval.base import Retriever
 from demur.router.budget import Budget
 from demur.router.combine import CombineMethod, ScoreCombiner
+from demur.router.retrieval import RetrievalRun, retrieve
 from demur.router.retry import RetryPolicy
 from demur.router.sampling import Sampling, settled
 from demur.router.tracing import Redactor, RouteTracing
@@ -41,13 +45,17 @@ from demur.types import (
     Abstain,
     Accept,
     AskHuman,
+    Branch,
     Candidate,
     Completion,
     Decision,
+    Document,
     Escalate,
     Generation,
     GenerationRequest,
     Query,
+    Retrieval,
+    RetrieveMore,
     Score,
     Step,
     Verdict,
@@ -69,6 +77,10 @@ class Router:
     The first model answers first unless `start` names another. Estimators run concurrently,
     each under `estimator_timeout_s`; one that fails or times out is recorded on the step and
     skipped. Transient model errors are retried under `retry`; `budget` bounds each route.
+
+    With `retrievers` (one per embedding model, e.g. `ChromaStore().retriever("minilm-l6")`),
+    each attempt retrieves passages and answers from them; `grounding` says how (`Rag()` by
+    default, `ConfidentRag()`, `Situated()`), and a policy may ask to `RetrieveMore`.
     """
 
     def __init__(
@@ -81,6 +93,8 @@ class Router:
         combine: CombineMethod | ScoreCombiner = "mean",
         calibrator: Calibrator | None = None,
         queue: ReviewQueue | None = None,
+        retrievers: Sequence[Retriever] | Mapping[str, Retriever] = (),
+        grounding: Grounding | None = None,
         budget: Budget | None = None,
         retry: RetryPolicy | None = None,
         sampling: Sampling | None = None,
@@ -116,12 +130,21 @@ class Router:
         self.estimator_timeout_s = estimator_timeout_s
         self.abstain_message = abstain_message
         self.policy.validate(tuple(self.models), has_queue=queue is not None)
+        self.retrievers = self._index_retrievers(retrievers)
+        self.grounding: Grounding = grounding if grounding is not None else Rag()
+        self.grounding.validate(tuple(self.retrievers))
+        validate_retrievers = getattr(self.policy, "validate_retrievers", None)
+        if callable(validate_retrievers):
+            validate_retrievers(tuple(self.retrievers))
         unknown = set(prompts or {}) - set(self.models)
         if unknown:
             raise ConfigError(f"prompts given for unknown models: {', '.join(sorted(unknown))}")
         self._needs = NOTHING
         for estimator in self.estimators:
             self._needs = self._needs.merge(estimator.needs)
+        grounding_needs = getattr(self.grounding, "needs", None)
+        if isinstance(grounding_needs, Needs):
+            self._needs = self._needs.merge(grounding_needs)
         self._requests = self._base_requests(prompts or {})
         self.tracing = RouteTracing(
             tracer_provider=tracer_provider,
@@ -147,6 +170,28 @@ class Router:
                 raise ConfigError(
                     f"model '{name}' ({type(model).__name__}) has no agenerate() method; "
                     "see demur.Model for the protocol"
+                )
+        return indexed
+
+    @staticmethod
+    def _index_retrievers(
+        retrievers: Sequence[Retriever] | Mapping[str, Retriever],
+    ) -> dict[str, Retriever]:
+        if isinstance(retrievers, Mapping):
+            indexed = dict(retrievers)
+        else:
+            indexed = {}
+            for retriever in retrievers:
+                if retriever.name in indexed:
+                    raise ConfigError(
+                        f"two retrievers are named '{retriever.name}'; names must be unique"
+                    )
+                indexed[retriever.name] = retriever
+        for name, retriever in indexed.items():
+            if not callable(getattr(retriever, "aretrieve", None)):
+                raise ConfigError(
+                    f"retriever '{name}' ({type(retriever).__name__}) has no aretrieve() method; "
+                    "see demur.Retriever for the protocol"
                 )
         return indexed
 
@@ -202,8 +247,9 @@ class Router:
             steps: list[Step] = []
             model = self.start
             spent = 0.0
+            more: RetrieveMore | None = None
             while True:
-                step = await self._attempt(len(steps), model, query, deadline)
+                step = await self._attempt(len(steps), model, query, deadline, more)
                 spent += step.cost
                 steps.append(step)
                 state = RouteState(
@@ -220,7 +266,10 @@ class Router:
                 self.tracing.decision(self.policy.name, step, decision)
                 action = decision.action
                 if isinstance(action, Escalate):
-                    model = action.model
+                    model = action.model  # the stronger model keeps any wider retrieval
+                    continue
+                if isinstance(action, RetrieveMore):
+                    model, more = action.model or step.model, action
                     continue
                 verdict = await self._conclude(action, query, steps, root, started)
                 self.tracing.finish_route(root, verdict, self.policy.name)
@@ -241,6 +290,15 @@ class Router:
                     reason=f"{decision.reason}; escalation refused: {blocker}",
                     threshold=decision.threshold,
                 )
+        if isinstance(action, RetrieveMore):
+            self._check_retrieve_more(action)
+            blocker = state.budget_blocker()
+            if blocker is not None:
+                return Decision(
+                    action=Abstain(),
+                    reason=f"{decision.reason}; retrieving more refused: {blocker}",
+                    threshold=decision.threshold,
+                )
         if isinstance(action, Accept):
             index = state.current.index if action.step is None else action.step
             if not 0 <= index < len(state.steps) or state.steps[index].candidate is None:
@@ -250,6 +308,19 @@ class Router:
         if isinstance(action, AskHuman) and self.queue is None:
             raise RouteError(f"policy {self.policy.name!r} asked a human but there is no queue")
         return decision
+
+    def _check_retrieve_more(self, action: RetrieveMore) -> None:
+        name = self.policy.name
+        if not self.retrievers:
+            raise RouteError(
+                f"policy {name!r} asked to retrieve more but the router has no retriever"
+            )
+        if action.retriever is not None and action.retriever not in self.retrievers:
+            raise RouteError(
+                f"policy {name!r} asked to retrieve with unknown retriever '{action.retriever}'"
+            )
+        if action.model is not None and action.model not in self.models:
+            raise RouteError(f"policy {name!r} asked unknown model '{action.model}' to answer")
 
     async def _conclude(
         self,
@@ -351,64 +422,261 @@ class Router:
 
     # --- one attempt -------------------------------------------------------------------------
 
-    async def _attempt(self, index: int, model_name: str, query: Query, deadline: float) -> Step:
+    async def _attempt(
+        self,
+        index: int,
+        model_name: str,
+        query: Query,
+        deadline: float,
+        more: RetrieveMore | None = None,
+    ) -> Step:
         model = self.models[model_name]
         with self.tracing.attempt(index, model_name) as span:
             started = time.perf_counter()
-            request = self.request_for(model_name, query)
             ledger = _Ledger()
-            try:
-                generation, retries = await self._generate(model, request, deadline)
-            except ModelError as exc:
-                step = Step.model_construct(
-                    index=index,
-                    model=model_name,
-                    error=str(exc),
-                    error_type=type(exc).__name__,
-                    retries=exc.retries,
-                    calls=exc.retries + 1,
-                    latency_s=time.perf_counter() - started,
+            plans = self.grounding.plan(query, tuple(self.retrievers), more)
+            if len(plans) == 1:
+                run = await self._branch(plans[0], model, query, deadline, ledger, span, {})
+                step = self._single_step(index, model_name, run, ledger, started)
+            else:
+                step = await self._compare(
+                    index, model, query, plans, deadline, ledger, span, started
                 )
-                self.tracing.finish_attempt(span, step)
-                return step
-            ledger.add(model, generation)
-            samples: tuple[Completion, ...] = ()
-            if self._needs.samples:
-                answer = generation.completions[0].text
-                samples = await self._draw_samples(model, request, answer, deadline, ledger, span)
-            candidate = self._candidate(model, generation, samples)
-
-            async def ask(
-                request: GenerationRequest, target: Model | str | None = None
-            ) -> Generation:
-                return await self._ask(model, target, request, deadline, ledger)
-
-            attempt = Attempt(query=query, candidate=candidate, caller=ask)
-            scores = await self._estimate(attempt, span)
-            raw = self.combiner.combine(scores)
-            confidence = raw
-            calibrated = False
-            if raw is not None and self.calibrator is not None:
-                confidence = min(1.0, max(0.0, float(self.calibrator.calibrate(raw))))
-                calibrated = True
-            step = Step.model_construct(
-                index=index,
-                model=model_name,
-                candidate=candidate,
-                scores=scores,
-                raw_confidence=raw,
-                confidence=confidence,
-                calibrated=calibrated,
-                retries=retries,
-                calls=ledger.calls,
-                latency_s=time.perf_counter() - started,
-                cost=ledger.cost,
-            )
             self.tracing.finish_attempt(span, step)
             return step
 
+    def _single_step(
+        self, index: int, model: str, run: _BranchRun, ledger: _Ledger, started: float
+    ) -> Step:
+        branch = run.branch
+        return Step.model_construct(
+            index=index,
+            model=model,
+            candidate=branch.candidate,
+            retrieval=branch.retrieval,
+            scores=branch.scores,
+            raw_confidence=run.raw,
+            confidence=branch.confidence,
+            calibrated=run.calibrated,
+            error=branch.error,
+            error_type=branch.error_type,
+            retries=run.retries,
+            # A failed answer's own calls never reached the ledger.
+            calls=ledger.calls + (0 if branch.candidate is not None else run.retries + 1),
+            cost=ledger.cost,
+            latency_s=time.perf_counter() - started,
+        )
+
+    async def _compare(
+        self,
+        index: int,
+        model: Model,
+        query: Query,
+        plans: Sequence[BranchPlan],
+        deadline: float,
+        ledger: _Ledger,
+        span: Span,
+        started: float,
+    ) -> Step:
+        """Run the grounding's branches concurrently, then let it select the answer to keep."""
+        done: dict[str, _BranchRun] = {}
+
+        async def run(plan: BranchPlan) -> None:
+            with self.tracing.branch(plan.name) as branch_span:
+                done[plan.name] = await self._branch(
+                    plan, model, query, deadline, ledger, branch_span, done
+                )
+
+        await asyncio.gather(*(run(plan) for plan in plans))
+        followup = getattr(self.grounding, "followup", None)
+        if callable(followup):
+            extra = followup(query, [r.branch for r in done.values()])
+            if extra is not None:
+                await run(extra)
+        planned = [p.name for p in plans]
+        runs = [done[name] for name in planned] + [r for n, r in done.items() if n not in planned]
+        branches = tuple(r.branch for r in runs)
+        calls = ledger.calls + sum(r.retries + 1 for r in runs if r.branch.candidate is None)
+        selection = self.grounding.select(query, branches)
+        chosen = done.get(selection.branch) if selection.branch is not None else None
+        span.set_attribute("demur.branch", selection.branch or "")
+        if chosen is None or chosen.branch.candidate is None:
+            failed = next((r.branch for r in runs if r.branch.error is not None), None)
+            return Step.model_construct(
+                index=index,
+                model=model.name,
+                branches=branches,
+                selection=selection.reason,
+                error=failed.error if failed else selection.reason,
+                error_type=failed.error_type if failed else "NoAnswer",
+                retries=sum(r.retries for r in runs),
+                calls=calls,
+                cost=ledger.cost,
+                latency_s=time.perf_counter() - started,
+            )
+        return Step.model_construct(
+            index=index,
+            model=model.name,
+            candidate=chosen.branch.candidate,
+            retrieval=chosen.branch.retrieval,
+            branches=branches,
+            branch=selection.branch,
+            selection=selection.reason,
+            scores=chosen.branch.scores,
+            raw_confidence=chosen.raw,
+            confidence=selection.confidence,
+            calibrated=chosen.calibrated,
+            retries=sum(r.retries for r in runs),
+            calls=calls,
+            cost=ledger.cost,
+            latency_s=time.perf_counter() - started,
+        )
+
+    async def _branch(
+        self,
+        plan: BranchPlan,
+        model: Model,
+        query: Query,
+        deadline: float,
+        ledger: _Ledger,
+        span: Span,
+        done: Mapping[str, _BranchRun],
+    ) -> _BranchRun:
+        """Retrieve (if planned), answer, draw samples, and score: one branch of an attempt."""
+        retrieval: Retrieval | None = None
+        if plan.documents_from is not None and plan.documents_from in done:
+            source = done[plan.documents_from].branch
+            documents = source.candidate.documents if source.candidate is not None else ()
+            retrieval = source.retrieval
+        elif plan.retriever is not None:
+            retrieval = await self._retrieve(plan, model, query, deadline, ledger)
+            documents = retrieval.documents
+        elif plan.use_context:
+            documents = tuple(
+                Document.model_construct(id=f"context-{i}", text=text)
+                for i, text in enumerate(query.context)
+            )
+        else:
+            documents = ()
+        try:
+            generation, retries, documents, retrieval = await self._answer(
+                model, plan, query, documents, retrieval, deadline
+            )
+        except ModelError as exc:
+            branch = Branch.model_construct(
+                name=plan.name,
+                retrieval=retrieval,
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            return _BranchRun(branch, None, False, exc.retries)
+        ledger.add(model, generation)
+        grounded = self._grounded(query, plan, documents)
+        samples: tuple[Completion, ...] = ()
+        if self._needs.samples:
+            request = self.request_for(model.name, grounded)
+            answer = generation.completions[0].text
+            samples = await self._draw_samples(model, request, answer, deadline, ledger, span)
+        candidate = self._candidate(model, generation, samples, documents)
+
+        async def ask(request: GenerationRequest, target: Model | str | None = None) -> Generation:
+            return await self._ask(model, target, request, deadline, ledger)
+
+        attempt = Attempt(query=grounded, candidate=candidate, caller=ask)
+        scores = await self._estimate(attempt, span)
+        raw = self.combiner.combine(scores)
+        confidence = raw
+        calibrated = False
+        if raw is not None and self.calibrator is not None:
+            confidence = min(1.0, max(0.0, float(self.calibrator.calibrate(raw))))
+            calibrated = True
+        branch = Branch.model_construct(
+            name=plan.name,
+            candidate=candidate,
+            scores=scores,
+            confidence=confidence,
+            retrieval=retrieval,
+        )
+        return _BranchRun(branch, raw, calibrated, retries)
+
+    @staticmethod
+    def _grounded(query: Query, plan: BranchPlan, documents: Sequence[Document]) -> Query:
+        """The query as the model sees it in this branch: its passages, its question text."""
+        context = tuple(d.text for d in documents)
+        if plan.question is None and context == query.context:
+            return query
+        update: dict[str, Any] = {"context": context}
+        if plan.question is not None:
+            update["question"] = plan.question
+        return query.model_copy(update=update)
+
+    async def _answer(
+        self,
+        model: Model,
+        plan: BranchPlan,
+        query: Query,
+        documents: tuple[Document, ...],
+        retrieval: Retrieval | None,
+        deadline: float,
+    ) -> tuple[Generation, int, tuple[Document, ...], Retrieval | None]:
+        """Generate the branch's answer; passages that overflow the context window are dropped.
+
+        The least similar passage goes first, one at a time; the retrieval record says how many
+        were dropped. Without passages left the overflow stands.
+        """
+        dropped = 0
+        while True:
+            request = self.request_for(model.name, self._grounded(query, plan, documents))
+            try:
+                generation, retries = await self._generate(model, request, deadline)
+            except ContextOverflowError:
+                if not documents:
+                    raise
+                documents, dropped = documents[:-1], dropped + 1
+                continue
+            if dropped and retrieval is not None:
+                note = f"{dropped} passage(s) dropped to fit {model.name}'s context window"
+                retrieval = retrieval.model_copy(
+                    update={"note": "; ".join(filter(None, [retrieval.note, note]))}
+                )
+            return generation, retries, documents, retrieval
+
+    async def _retrieve(
+        self, plan: BranchPlan, model: Model, query: Query, deadline: float, ledger: _Ledger
+    ) -> Retrieval:
+        """Retrieve the branch's passages; a failure is recorded and the model answers without."""
+        assert plan.retriever is not None
+        text, rewritten = query.question, False
+        if plan.rewrite:
+            text, rewritten = await self._rewrite(model, query.question, deadline, ledger)
+        run = RetrievalRun(
+            retriever=plan.retriever, query=text, k=plan.k, cutoff=plan.cutoff, rewritten=rewritten
+        )
+        with self.tracing.retrieval(run.retriever, run.k, text) as span:
+            retrieval = await retrieve(run, self.retrievers)
+            self.tracing.record_retrieval(span, retrieval)
+        return retrieval
+
+    async def _rewrite(
+        self, model: Model, question: str, deadline: float, ledger: _Ledger
+    ) -> tuple[str, bool]:
+        from demur.grounding.rewrite import parse_rewrite, rewrite_request
+
+        prompt, _ = self._requests[model.name]
+        request = rewrite_request(question, chat=not isinstance(prompt, CompletionPrompt))
+        try:
+            generation, _ = await self._generate(model, request, deadline)
+        except ModelError:
+            return question, False  # retrieving with the question itself still helps
+        ledger.add(model, generation)
+        return parse_rewrite(generation.completions[0].text, question)
+
     def _candidate(
-        self, model: Model, generation: Generation, samples: tuple[Completion, ...]
+        self,
+        model: Model,
+        generation: Generation,
+        samples: tuple[Completion, ...],
+        documents: tuple[Document, ...] = (),
     ) -> Candidate:
         price: Price = getattr(model, "price", FREE)
         main = generation.completions[0]
@@ -417,6 +685,7 @@ class Router:
             model=model.name,
             tokens=main.tokens,
             samples=samples,
+            documents=documents,
             finish_reason=main.finish_reason,
             usage=generation.usage,
             cost=price.cost(generation.usage),
@@ -675,6 +944,16 @@ def _thread_runner() -> asyncio.Runner:
         runner = asyncio.Runner()
         _local.runner = runner
     return runner
+
+
+@dataclasses.dataclass(frozen=True)
+class _BranchRun:
+    """A branch as run: the Branch, its confidence before calibration, and the retries made."""
+
+    branch: Branch
+    raw: float | None
+    calibrated: bool
+    retries: int
 
 
 class _Ledger:

@@ -8,8 +8,12 @@ Span tree of one route:
 
     demur.route                       demur.policy, demur.action, demur.confidence, demur.cost ...
     ├── demur.attempt                 demur.step, demur.model; gen_ai.evaluation.result events
+    │   ├── retrieval                 GenAI retrieval conventions (gen_ai.data_source.id, ...)
     │   ├── chat {model}              GenAI semantic conventions (gen_ai.*)
     │   ├── demur.estimate {name}     demur.estimator, demur.score.status
+    │   └── ...
+    ├── demur.attempt                 with several branches (Confident RAG, situated), one
+    │   ├── demur.branch {name}       span per branch holds its retrieval, calls and estimates
     │   └── ...
     ├── demur.decide                  demur.action, demur.confidence, demur.threshold, demur.reason
     └── ...
@@ -26,7 +30,15 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from demur._version import __version__
-from demur.types import Decision, Generation, GenerationRequest, Score, Step, Verdict
+from demur.types import (
+    Decision,
+    Generation,
+    GenerationRequest,
+    Retrieval,
+    Score,
+    Step,
+    Verdict,
+)
 
 Redactor = Callable[[str], str]
 
@@ -173,6 +185,45 @@ class RouteTracing:
         return json.dumps(messages)
 
     @contextmanager
+    def branch(self, name: str) -> Iterator[Span]:
+        """One branch of an attempt that compares several answers."""
+        with self.tracer.start_as_current_span(
+            f"demur.branch {name}", attributes={"demur.branch": name}
+        ) as span:
+            yield span
+
+    @contextmanager
+    def retrieval(self, retriever: str, k: int, query: str) -> Iterator[Span]:
+        """A retrieval span after the GenAI retrieval conventions."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "retrieval",
+            "gen_ai.data_source.id": retriever,
+            "gen_ai.retrieval.top_k": k,
+        }
+        if self.capture_content:
+            attributes["gen_ai.retrieval.query.text"] = self.redact(query)
+        with self.tracer.start_as_current_span(
+            "retrieval", kind=SpanKind.INTERNAL, attributes=attributes
+        ) as span:
+            yield span
+
+    def record_retrieval(self, span: Span, retrieval: Retrieval) -> None:
+        span.set_attribute("gen_ai.data_source.id", retrieval.retriever)
+        span.set_attribute(
+            "gen_ai.retrieval.documents",
+            json.dumps([{"id": d.id, "score": d.score} for d in retrieval.documents]),
+        )
+        if retrieval.cutoff is not None:
+            span.set_attribute("demur.retrieval.cutoff", retrieval.cutoff)
+        if retrieval.rewritten:
+            span.set_attribute("demur.retrieval.rewritten", True)
+        if retrieval.note:
+            span.set_attribute("demur.retrieval.note", retrieval.note)
+        if retrieval.error is not None:
+            span.set_attribute("error.type", retrieval.error.split(":", 1)[0])
+            span.set_status(Status(StatusCode.ERROR, retrieval.error))
+
+    @contextmanager
     def estimator(self, name: str, *, current: bool = True) -> Iterator[Span]:
         """An estimator's span; `current=False` skips making it the active span, which only
         matters when the estimator makes calls of its own (a judge model, say)."""
@@ -232,6 +283,8 @@ class RouteTracing:
             attributes["demur.threshold"] = decision.threshold
         if action == "escalate":
             attributes["demur.escalate.model"] = decision.action.model  # type: ignore[union-attr]
+        if step.branch is not None:
+            attributes["demur.branch"] = step.branch
         self.tracer.start_span("demur.decide", attributes=attributes).end()
         self.decisions.add(1, {"demur.action": action, "demur.policy": policy})
 

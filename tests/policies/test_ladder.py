@@ -99,5 +99,5 @@ def test_validate_names_missing_models_and_queue():
 
 
 def test_rungs_must_be_actions():
-    with pytest.raises(ConfigError, match="Escalate, AskHuman or Abstain"):
+    with pytest.raises(ConfigError, match="Escalate, RetrieveMore, AskHuman or Abstain"):
         Ladder(0.5, rungs=["escalate"])  # type: ignore[list-item]

@@ -1,0 +1,35 @@
+"""Groundings: how an attempt grounds its answer in retrieved passages, and which answer to keep.
+
+- `Rag`: retrieve with one retriever and answer (the default);
+- `ConfidentRag`: answer once per embedding model, keep the most confident;
+- `Situated`: answer closed-book and with context, trust the context only when it wins.
+"""
+
+from typing import TYPE_CHECKING
+
+from demur.grounding.base import BranchPlan, Grounding, Selection
+from demur.grounding.rag import Rag
+
+if TYPE_CHECKING:
+    from demur.grounding.confident_rag import ConfidentRag
+    from demur.grounding.situated import Situated
+
+# Exported lazily: the router only needs the protocol and the default grounding.
+_LAZY = {
+    "ConfidentRag": "demur.grounding.confident_rag",
+    "Situated": "demur.grounding.situated",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'demur.grounding' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = ["BranchPlan", "ConfidentRag", "Grounding", "Rag", "Selection", "Situated"]
