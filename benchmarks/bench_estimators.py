@@ -126,7 +126,7 @@ async def measure(
             )
             adaptive = await run_eval(
                 dataset,
-                Path(scratch) / "adaptive",
+                keep.with_name(keep.name + "-adaptive") if keep else Path(scratch) / "adaptive",
                 model=model,
                 estimators=parse_estimators("agreement:similarity=rougeL:samples=5"),
                 sampling=Sampling(adaptive=True, batch_size=2, min_samples=2),
@@ -178,7 +178,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--splits", type=int, default=100)
     parser.add_argument("--estimators", default=ESTIMATORS)
-    parser.add_argument("--keep", type=Path, help="keep the eval run (rows) in this folder")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the eval rows in this folder (and FOLDER-adaptive), so a rerun resumes",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     result = asyncio.run(
