@@ -15,6 +15,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
+# The CLAP NQ store bench_retrieval.py fills and bench_rag.py answers from.
+STORE = HERE.parent / ".demur" / "bench" / "chroma-clapnq"
+MODELS = {"weak": "SmolLM2-135M-Instruct", "strong": "Gemma-3-270M (base, few-shot)"}
 
 
 SKIP: set[str] = set()
@@ -28,6 +31,15 @@ def run(script: str, *args: str) -> dict:
         print(f"== {script} {' '.join(args)}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)], check=True)
     return json.loads(out.read_text())
+
+
+def run_optional(script: str, *args: str) -> dict | None:
+    """Like `run`, but a skipped benchmark without saved results leaves its section out."""
+    name = script.removeprefix("bench_").removesuffix(".py")
+    if name in SKIP and not (RESULTS / f"{name}.json").exists():
+        print(f"== {script}: skipped, no saved results", flush=True)
+        return None
+    return run(script, *args)
 
 
 def render_estimators(result: dict) -> list[str]:
@@ -80,12 +92,211 @@ def render_estimators(result: dict) -> list[str]:
     return lines
 
 
+def render_retrieval(result: dict) -> list[str]:
+    lines = [
+        "## Retrieval on CLAP NQ (`benchmarks/bench_retrieval.py`)",
+        "",
+        f"No language model. The {result['passages_indexed']} passages of CLAP NQ dev (those of "
+        "the answerable and of the unanswerable questions, one passage per chunk, under the "
+        "row's id) indexed into a chromadb store on disk, one collection per embedding model; "
+        f"the {result['questions']} answerable questions searched, each one's gold passage "
+        "being its own row's. Indexing time covers embedding and adding to chroma on the "
+        "shared 2-core machine.",
+        "",
+        "| embedder | recall@1 | recall@3 | recall@5 | recall@10 | MRR@10 | indexing s "
+        "| passages / s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in result["embedders"].items():
+        recall, indexing = entry["recall"], entry["indexing"]
+        lines.append(
+            f"| {name} | {_pct(recall['recall@1'])} | {_pct(recall['recall@3'])} | "
+            f"{_pct(recall['recall@5'])} | {_pct(recall['recall@10'])} | "
+            f"{_num(recall['mrr@10'])} | {indexing['seconds']} | "
+            f"{_num(indexing.get('passages_per_second'), 2)} |"
+        )
+    lines += [
+        "",
+        "Conformal cutoff (`ConformalCutoff.fit`, after CONFLARE): fitted on the gold-passage "
+        "similarities of a random half of the answerable questions, measured on the other "
+        f"half, over {result['splits']} random splits. Coverage is the share of test questions "
+        "whose gold passage clears the cutoff. The guarantee holds on average over "
+        "calibration draws, so single splits scatter around their mean and some fall below "
+        "the target. Kept of top 10 is how many of the 10 retrieved passages clear the "
+        "cutoff, the context the guarantee costs; gold in top 10 and kept is the coverage a "
+        "system that retrieves 10 and then applies the cutoff gets.",
+        "",
+        "| embedder | alpha | target coverage | mean cutoff | mean coverage | splits below "
+        "target | passages kept of top 10 | gold in top 10 and kept |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in result["embedders"].items():
+        for row in entry["cutoff"]:
+            lines.append(
+                f"| {name} | {row['alpha']} | {_pct(row['target_coverage'])} | "
+                f"{_num(row['mean_cutoff'])} | {_pct1(row['mean_coverage'])} | "
+                f"{_pct(row['share_below_target'])} | "
+                f"{_num(row['mean_passages_kept_of_top10'], 1)} | "
+                f"{_pct1(row['mean_gold_in_top10_and_kept'])} |"
+            )
+    lines.append("")
+    return lines
+
+
+def render_rag(result: dict) -> list[str]:
+    systems = result["systems"]
+    coverages = list(next(iter(systems.values()))["accuracy_answered_at_coverage"])
+    model = MODELS.get(result["model"], result["model"])
+    lines = [
+        "## Answer or abstain on CLAP NQ: Confident RAG (`benchmarks/bench_rag.py`)",
+        "",
+        f"{result['questions_answerable']} answerable and {result['questions_unanswerable']} "
+        f"unanswerable CLAP NQ dev questions (a seeded sample), answered by {model} "
+        f"({result['model']}) from the {result['k']} passages each embedding model retrieves "
+        f"among the {max(result['passages_in_store'].values())} dev passages (the store the "
+        "retrieval benchmark filled). One route per "
+        "question with `ConfidentRag` and a policy that accepts everything: each embedding "
+        "model's branch is vanilla RAG with that model, and the branch the step kept is "
+        f"Confident RAG's answer. Confidence: {result['estimators']}.",
+        "",
+        "A system answers when its confidence clears a threshold and abstains otherwise; an "
+        "answer that is itself a refusal counts as abstaining. An unanswerable question is "
+        "handled correctly when the system abstains, an answerable one when it answers and "
+        "the answer is right. CLAP NQ's answers are long sentences and the models answer in a "
+        "few words, so an answer counts as right when at least half of its distinct content "
+        "words (after `normalize_answer`, stopwords dropped) occur in the gold answer and it "
+        "is not a refusal. That rule is lenient: an answer that only repeats words of the "
+        "question often passes, because the gold answers restate the question; the column "
+        "without question words drops the question's words from the answer first.",
+        "",
+        "Accuracy with the threshold chosen on the other half of the questions (2-fold, "
+        f"averaged over {result['cross_fit_repeats']} random halvings) is the honest "
+        "answer-or-abstain figure: always abstaining scores 50%. AUROC is that of the "
+        "confidence for answerable and answered right, over all questions. Accuracy at "
+        "coverage c answers the c share of questions with the highest confidence and is the "
+        "share of those answered right: equal coverage is where the systems compare.",
+        "",
+        "| system | answerable answered right | without question words | gold passage "
+        "retrieved | AUROC | accuracy, always answer | accuracy, cross-fitted threshold | "
+        + " | ".join(f"accuracy answered at {c} coverage" for c in coverages)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(coverages),
+    ]
+    for name, entry in systems.items():
+        label = "Confident RAG (all three)" if name == "confident_rag" else f"RAG, {name}"
+        at = " | ".join(_pct(entry["accuracy_answered_at_coverage"][c]) for c in coverages)
+        lines.append(
+            f"| {label} | {_pct(entry['answerable_right'])} | "
+            f"{_pct(entry['answerable_right_without_question_words'])} | "
+            f"{_pct(entry.get('gold_passage_retrieved'))} | {_num(entry['auroc'])} | "
+            f"{_pct(entry['accuracy_always_answer'])} | "
+            f"{_pct(entry['accuracy_cross_fitted'])} ± "
+            f"{_pct(entry['accuracy_cross_fitted_std'])} | {at} |"
+        )
+    picked = systems.get("confident_rag", {}).get("picked", {})
+    lines += [
+        "",
+        f"Best single embedding model by cross-fitted accuracy: {result['best_single_embedder']}"
+        ". Confident RAG kept "
+        + ", ".join(f"{name} {count}" for name, count in picked.items())
+        + f" times. {result['seconds_per_question']:.1f} s per question for the whole route "
+        "(three retrievals, three answers; the first question, which loads the models, left "
+        "out); a single-embedding RAG makes one of each.",
+        "",
+    ]
+    return lines
+
+
+def render_conflict(result: dict) -> list[str]:
+    model = MODELS.get(result["model"], result["model"])
+    lines = [
+        "## Situated faithfulness (`benchmarks/bench_conflict.py`)",
+        "",
+        f"Each question asked through the router by {model} ({result['model']}) twice, with a "
+        "correct and with a wrong passage as the query's context. Closed-book is the model "
+        "without the passage, plain RAG the model with it, RCR and SCR the two `Situated` "
+        'methods; all four come from one `Situated("scr")` route per question and passage '
+        "(its closed-book and passage branches, RCR's rule applied to those two, and SCR's "
+        "kept answer). Situated faithfulness is the mean of the accuracies with the correct "
+        f"and with the wrong passage. Confidence: {result['estimators']}.",
+        "",
+    ]
+    about = {
+        "halueval_qa": (
+            "HaluEval-QA: the correct passage is the row's knowledge; the wrong one swaps the "
+            "right answer for the dataset's hallucinated answer (or appends a sentence "
+            "stating it when the right answer does not occur verbatim: {appended} rows). "
+            "Rows with a right answer of at most four words, not yes/no, knowledge under 700 "
+            "characters, and a hallucinated answer that is not itself graded right. Graded "
+            "by containment or token F1 >= 0.6 against the right answer."
+        ),
+        "conflictqa_strategyqa": (
+            "ConflictQA-StrategyQA (Llama-2-7B memory): yes/no questions; of the two answers "
+            "the one without a negation says yes, and {eligible} of {rows} rows, those where "
+            "exactly one answer has a negation, are usable. The correct passage is the "
+            "evidence for the answer that matches the ground truth, the wrong one the other. "
+            'The question ends with "Answer yes or no."; the first yes/no/true/false in the '
+            "answer is graded (no such word: wrong). The ground truth is yes for {yes} of "
+            "these questions, so always answering yes would score that."
+        ),
+    }
+    for name, data in result["datasets"].items():
+        text = about.get(name, name).format(
+            appended=data.get("wrong_passage_by_appending"),
+            eligible=data.get("eligible"),
+            rows=data.get("rows"),
+            yes=_pct(data.get("ground_truth_yes_share")),
+        )
+        lines += [
+            f"### {name}: {data['questions']} questions",
+            "",
+            text,
+            "",
+            "| system | accuracy, correct passage | accuracy, wrong passage | situated "
+            "faithfulness |",
+            "|---|---|---|---|",
+        ]
+        for system, figures in data["systems"].items():
+            lines.append(
+                f"| {CONFLICT_SYSTEMS.get(system, system)} | "
+                f"{_pct(figures['accuracy_correct_context'])} | "
+                f"{_pct(figures['accuracy_wrong_context'])} | "
+                f"{_pct(figures['situated_faithfulness'])} |"
+            )
+        lines += [
+            "",
+            f"Closed-book accuracy {_pct(data['closed_book_accuracy'])}. The answer agrees with "
+            f"the passage's answer: RCR {_pct(data['rcr_follows_passage_correct'])} with the "
+            f"correct and {_pct(data['rcr_follows_passage_wrong'])} with the wrong passage, "
+            f"SCR {_pct(data['scr_follows_passage_correct'])} and "
+            f"{_pct(data['scr_follows_passage_wrong'])}. {data['seconds_per_question']:.1f} s "
+            "per question (both routes; the first question, which loads the model, left out).",
+            "",
+        ]
+    return lines
+
+
+CONFLICT_SYSTEMS = {
+    "closed_book": "closed-book",
+    "plain_rag": "plain RAG",
+    "rcr": "Situated RCR",
+    "scr": "Situated SCR",
+}
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
 def render(
-    overhead: dict, imports: dict, demo: dict, cascade: dict | None, estimators: list[dict]
+    overhead: dict,
+    imports: dict,
+    demo: dict,
+    cascade: dict | None,
+    estimators: list[dict],
+    retrieval: dict | None = None,
+    rag: dict | None = None,
+    conflict: dict | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -184,11 +395,21 @@ def render(
         ]
         for result in estimators:
             lines += render_estimators(result)
+    if retrieval is not None:
+        lines += render_retrieval(retrieval)
+    if rag is not None:
+        lines += render_rag(rag)
+    if conflict is not None:
+        lines += render_conflict(conflict)
     return "\n".join(lines)
 
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
+
+
+def _pct1(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 def main() -> None:
@@ -202,9 +423,22 @@ def main() -> None:
         help="questions per model for bench_estimators (0: reuse the saved results)",
     )
     parser.add_argument(
+        "--rag-questions",
+        type=int,
+        default=50,
+        help="answerable and as many unanswerable CLAP NQ questions for bench_rag",
+    )
+    parser.add_argument(
+        "--conflict-questions",
+        type=int,
+        default=100,
+        help="questions per dataset for bench_conflict",
+    )
+    parser.add_argument(
         "--reuse",
         default="",
-        help="comma-separated benchmarks to take from saved results: overhead,import,demo,cascade",
+        help="comma-separated benchmarks to take from saved results: "
+        "overhead,import,demo,cascade,retrieval,rag,conflict",
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
@@ -238,8 +472,17 @@ def main() -> None:
             )
         if saved.exists():
             estimators.append(json.loads(saved.read_text()))
+    store = ["--store", str(STORE)]
+    corpus = ["--corpus", "50"] if args.quick else []
+    retrieval = run_optional("bench_retrieval.py", *store, *corpus)
+    rag_questions = 5 if args.quick else args.rag_questions
+    rag = run_optional("bench_rag.py", *store, *corpus, "--questions", str(rag_questions))
+    conflict_questions = 10 if args.quick else args.conflict_questions
+    conflict = run_optional("bench_conflict.py", "--questions", str(conflict_questions))
     DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(render(overhead, imports, demo, cascade, estimators) + "\n")
+    DOCS.write_text(
+        render(overhead, imports, demo, cascade, estimators, retrieval, rag, conflict) + "\n"
+    )
     print(f"wrote {DOCS}")
 
 
