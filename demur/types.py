@@ -304,6 +304,7 @@ class Branch(_Frozen):
     retrieval: Retrieval | None = None
     error: str | None = None
     error_type: str | None = None
+    latency_s: float = 0.0
 
 
 class Step(_Frozen):

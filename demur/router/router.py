@@ -334,7 +334,7 @@ class Router:
         common: dict[str, Any] = {"trace_id": trace_id, "cost": sum(s.cost for s in steps)}
         if isinstance(action, AskHuman):
             try:
-                ticket_id = await self._enqueue(action, query, steps, trace_id)
+                ticket_id = await self._enqueue(action, query, steps, root)
             except Exception as exc:
                 decision = steps[-1].decision
                 assert decision is not None
@@ -395,11 +395,11 @@ class Router:
             return "; ".join(s.error or "" for s in steps)
         return None
 
-    async def _enqueue(
-        self, action: AskHuman, query: Query, steps: list[Step], trace_id: str | None
-    ) -> str:
+    async def _enqueue(self, action: AskHuman, query: Query, steps: list[Step], root: Span) -> str:
         assert self.queue is not None
         decision = steps[-1].decision
+        span = root.get_span_context()
+        key = query.metadata.get("idempotency_key")
         request = TicketRequest(
             question=query.question,
             context=query.context,
@@ -409,13 +409,17 @@ class Router:
                     text=s.candidate.text,
                     confidence=s.confidence,
                     scores={sc.estimator: sc.confidence for sc in s.scores},
+                    details=s.scores,
                 )
                 for s in steps
                 if s.candidate is not None
             ),
             reason=decision.reason if decision is not None else "",
-            trace_id=trace_id,
+            trace_id=_trace_id(root),
+            span_id=format(span.span_id, "016x") if span.is_valid else None,
             priority=action.priority,
+            # A caller that retries a route can pass the same key: one ticket, not two.
+            idempotency_key=str(key) if key is not None else None,
         )
         ticket = await asyncio.to_thread(self.queue.enqueue, request)
         return ticket.id
@@ -543,6 +547,7 @@ class Router:
         done: Mapping[str, _BranchRun],
     ) -> _BranchRun:
         """Retrieve (if planned), answer, draw samples, and score: one branch of an attempt."""
+        started = time.perf_counter()
         retrieval: Retrieval | None = None
         if plan.documents_from is not None and plan.documents_from in done:
             source = done[plan.documents_from].branch
@@ -568,6 +573,7 @@ class Router:
                 retrieval=retrieval,
                 error=str(exc),
                 error_type=type(exc).__name__,
+                latency_s=time.perf_counter() - started,
             )
             return _BranchRun(branch, None, False, exc.retries)
         ledger.add(model, generation)
@@ -596,6 +602,7 @@ class Router:
             scores=scores,
             confidence=confidence,
             retrieval=retrieval,
+            latency_s=time.perf_counter() - started,
         )
         return _BranchRun(branch, raw, calibrated, retries)
 

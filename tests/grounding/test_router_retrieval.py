@@ -415,3 +415,27 @@ def test_retrieval_signals_and_groundedness_score_the_retrieved_passages():
     assert by_name["retrieval_margin"].ok
     assert by_name["groundedness_lexical"].confidence == pytest.approx(1.0)  # "Paris" is there
     assert {s.status for s in closed.scores} == {"unavailable"}  # closed-book: no passages
+
+
+def test_each_branch_records_its_own_latency():
+    def slow_for_b(request: GenerationRequest) -> Reply:
+        reply = by_passage(request)
+        if "Berlin" in seen(request):
+            return Reply(text=reply.text, logprobs=reply.logprobs, delay_s=0.05)
+        return reply
+
+    retrievers = [
+        KeywordRetriever("a", {"france": PASSAGES["france"]}),
+        KeywordRetriever("b", {"germany": PASSAGES["germany"]}),
+    ]
+    r = Router(
+        [ScriptedModel("weak", slow_for_b)],
+        retrievers=retrievers,
+        estimators=[MeanTokenLogprob()],
+        policy=Ladder(0.6, rungs=[Abstain()]),
+        grounding=ConfidentRag(k=1),
+    )
+    step = r.route("capital?").steps[0]
+    fast, slow = step.branches
+    assert slow.latency_s >= 0.05 > fast.latency_s
+    assert step.latency_s >= slow.latency_s
