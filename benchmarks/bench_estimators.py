@@ -111,10 +111,19 @@ def guarantee_table(rows: list[dict[str, Any]], estimator: str, splits: int) -> 
 
 
 async def measure(
-    model_name: str, n: int, seed: int, splits: int, estimators: str, keep: Path | None
+    model_name: str,
+    n: int,
+    seed: int,
+    splits: int,
+    estimators: str,
+    keep: Path | None,
+    adaptive_n: int | None = None,
 ) -> dict[str, Any]:
     config = default_config()
     dataset = halueval(n, seed)
+    # Adaptive sampling is compared on the first `adaptive_n` questions, against the fixed
+    # sampling's scores on the same questions.
+    subset = EvalDataset(items=dataset.items[: adaptive_n or n])
     with tempfile.TemporaryDirectory() as scratch:
         model = build_model(model_name, config.models[model_name])
         try:
@@ -125,7 +134,7 @@ async def measure(
                 estimators=parse_estimators(estimators),
             )
             adaptive = await run_eval(
-                dataset,
+                subset,
                 keep.with_name(keep.name + "-adaptive") if keep else Path(scratch) / "adaptive",
                 model=model,
                 estimators=parse_estimators("agreement:similarity=rougeL:samples=5"),
@@ -146,6 +155,8 @@ async def measure(
     )
     fixed_agreement = summary["estimators"]["agreement_rougeL"]
     adaptive_agreement = adaptive_summary["estimators"]["agreement_rougeL"]
+    same = {item.id for item in subset.items}
+    fixed_same = [r for r in graded if r["id"] in same]
     correct = np.array([r["correct"] for r in adaptive.graded()])
     samples = np.array([r["samples"] for r in adaptive.graded()])
     return {
@@ -159,7 +170,12 @@ async def measure(
         "adaptive_sampling": {
             "fixed_calls_per_question": fixed_agreement["model_calls_per_question"],
             "fixed_samples_per_question": float(np.mean([r["samples"] for r in graded])),
-            "fixed_auroc": fixed_agreement["raw"]["auroc"],
+            "questions": len(subset.items),
+            "fixed_auroc_all_questions": fixed_agreement["raw"]["auroc"],
+            "fixed_auroc": auroc(
+                [r["scores"]["agreement_rougeL"]["confidence"] for r in fixed_same],
+                np.array([r["correct"] for r in fixed_same]),
+            ),
             "adaptive_calls_per_question": adaptive_agreement["model_calls_per_question"],
             "adaptive_samples_per_question": float(samples.mean()),
             "adaptive_auroc": adaptive_agreement["raw"]["auroc"],
@@ -183,10 +199,23 @@ def main() -> None:
         type=Path,
         help="keep the eval rows in this folder (and FOLDER-adaptive), so a rerun resumes",
     )
+    parser.add_argument(
+        "--adaptive-questions",
+        type=int,
+        help="compare adaptive sampling on the first N questions only (default: all)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     result = asyncio.run(
-        measure(args.model, args.questions, args.seed, args.splits, args.estimators, args.keep)
+        measure(
+            args.model,
+            args.questions,
+            args.seed,
+            args.splits,
+            args.estimators,
+            args.keep,
+            args.adaptive_questions,
+        )
     )
     report(result, args.json)
 

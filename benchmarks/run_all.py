@@ -78,15 +78,16 @@ def render_estimators(result: dict) -> list[str]:
             f"{_num(row.get('violation_share_when_a_threshold_was_found'))} |"
         )
     adaptive = result["adaptive_sampling"]
+    on = adaptive.get("questions", result["questions"])
     lines += [
         "",
-        "Adaptive sampling (agreement by ROUGE-L, 5 samples planned, batches of 2, stop when "
-        f"all agree): {_num(adaptive['adaptive_samples_per_question'], 2)} samples and "
+        f"Adaptive sampling, on the first {on} questions (agreement by ROUGE-L, 5 samples "
+        f"planned, batches of 2, stop when all agree): {_num(adaptive['adaptive_samples_per_question'], 2)} samples and "
         f"{_num(adaptive['adaptive_calls_per_question'], 2)} sampling calls per question at "
         f"AUROC {_num(adaptive['adaptive_auroc'])}, against "
         f"{_num(adaptive['fixed_samples_per_question'], 2)} samples in "
         f"{_num(adaptive['fixed_calls_per_question'], 2)} call at AUROC "
-        f"{_num(adaptive['fixed_auroc'])} with fixed sampling.",
+        f"{_num(adaptive['fixed_auroc'])} with fixed sampling on the same questions.",
         "",
     ]
     return lines
