@@ -82,7 +82,8 @@ def render_estimators(result: dict) -> list[str]:
     lines += [
         "",
         f"Adaptive sampling, on the first {on} questions (agreement by ROUGE-L, 5 samples "
-        f"planned, batches of 2, stop when all agree): {_num(adaptive['adaptive_samples_per_question'], 2)} samples and "
+        "planned, batches of 2, stop when all agree): "
+        f"{_num(adaptive['adaptive_samples_per_question'], 2)} samples and "
         f"{_num(adaptive['adaptive_calls_per_question'], 2)} sampling calls per question at "
         f"AUROC {_num(adaptive['adaptive_auroc'])}, against "
         f"{_num(adaptive['fixed_samples_per_question'], 2)} samples in "
