@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from demur.router.combine import CombineMethod, ScoreCombiner
 from demur.router.retrieval import RetrievalRun, retrieve
 from demur.router.retry import RetryPolicy
 from demur.router.sampling import Sampling, settled
+from demur.router.thread_loop import run_on_thread_loop
 from demur.router.tracing import Redactor, RouteTracing
 from demur.types import (
     Abstain,
@@ -236,7 +236,7 @@ class Router:
             )
         # The runner's loop outlives this call: pass the caller's context explicitly so demur's
         # spans nest under the caller's active span.
-        return _thread_runner().run(self.aroute(query), context=contextvars.copy_context())
+        return run_on_thread_loop(self.aroute(query), contextvars.copy_context())
 
     async def aroute(self, query: Query | str) -> Verdict:
         """Route one query: attempt, estimate, decide, until the policy accepts or gives up."""
@@ -920,7 +920,7 @@ class Router:
                 await closer()
 
     def close(self) -> None:
-        _thread_runner().run(self.aclose())
+        run_on_thread_loop(self.aclose())
 
     def __enter__(self) -> Router:
         return self
@@ -939,18 +939,6 @@ class Router:
             f"Router(models={list(self.models)}, policy={self.policy!r}, "
             f"estimators={[e.name for e in self.estimators]})"
         )
-
-
-_local = threading.local()
-
-
-def _thread_runner() -> asyncio.Runner:
-    """One long-lived event loop per thread, so the sync facade does not pay loop setup."""
-    runner: asyncio.Runner | None = getattr(_local, "runner", None)
-    if runner is None:
-        runner = asyncio.Runner()
-        _local.runner = runner
-    return runner
 
 
 @dataclasses.dataclass(frozen=True)
