@@ -1,0 +1,71 @@
+"""demur for LangChain (`pip install 'demur[langchain]'`).
+
+- `gate(model, fallback=..., estimators=..., policy=...)` / `DemurRunnable(router)`: a
+  Runnable that only lets out answers the policy accepts (invoke, batch, stream and their
+  async twins; composes with `|`).
+- `LangChainChatModel(chat_model, name=...)` / `RunnableModel(runnable, name=...)`: any
+  LangChain chat model or runnable as a demur model.
+- `DemurMiddleware(estimators=..., fallback=...)`: gates the answers of an agent built with
+  `langchain.agents.create_agent`.
+- `DemurCallbackHandler(estimators)`: scores and traces every model call of a chain or agent;
+  it observes only.
+
+`import demur` never imports this package or LangChain. The middleware, which needs the
+`langchain` package (and LangGraph), is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from demur.errors import MissingDependencyError
+
+try:
+    import langchain_core  # noqa: F401
+except ImportError:
+    raise MissingDependencyError(
+        "langchain-core", "langchain", "demur.integrations.langchain"
+    ) from None
+
+from demur.integrations.langchain.callbacks import DemurCallbackHandler, ScoredCall
+from demur.integrations.langchain.chat_model import (
+    LangChainChatModel,
+    LogprobsUnavailableWarning,
+    RunnableModel,
+)
+from demur.integrations.langchain.errors import OutputNotTextError
+from demur.integrations.langchain.messages import MessagesPrompt
+from demur.integrations.langchain.runnable import VERDICT_EVENT, DemurRunnable, gate
+
+if TYPE_CHECKING:
+    from demur.integrations.langchain.middleware import DemurMiddleware
+
+
+def __getattr__(name: str) -> object:
+    if name == "DemurMiddleware":
+        try:
+            from demur.integrations.langchain.middleware import DemurMiddleware
+        except ImportError as exc:
+            if exc.name is not None and exc.name.split(".")[0] in ("langchain", "langgraph"):
+                raise MissingDependencyError(
+                    exc.name.split(".")[0], "langchain", "DemurMiddleware (agent middleware)"
+                ) from None
+            raise
+        globals()[name] = DemurMiddleware
+        return DemurMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "VERDICT_EVENT",
+    "DemurCallbackHandler",
+    "DemurMiddleware",
+    "DemurRunnable",
+    "LangChainChatModel",
+    "LogprobsUnavailableWarning",
+    "MessagesPrompt",
+    "OutputNotTextError",
+    "RunnableModel",
+    "ScoredCall",
+    "gate",
+]
