@@ -25,6 +25,7 @@ from demur.estimators.registry import ESTIMATORS
 from demur.estimators.registry import build_estimator as build_registered_estimator
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt
+from demur.queue.base import ReviewQueue
 from demur.queue.sqlite import SqliteQueue
 from demur.router.budget import Budget
 from demur.router.combine import CombineMethod
@@ -277,8 +278,49 @@ class RetrievalConfig(_Section):
 
 
 class QueueConfig(_Section):
-    kind: Literal["sqlite"] = "sqlite"
+    """The review queue: an SQLite file (the default) or a PostgreSQL database.
+
+    For PostgreSQL give `dsn`, or `dsn_env`: the environment variable holding it (keeps the
+    password out of the file). `lease_s` is how long a reviewer's claim lasts.
+    """
+
+    kind: Literal["sqlite", "postgres"] = "sqlite"
     path: str = ".demur/queue.db"
+    dsn: str | None = None
+    dsn_env: str | None = None
+    lease_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _where(self) -> QueueConfig:
+        if self.kind == "postgres" and (self.dsn is None) == (self.dsn_env is None):
+            raise ValueError(
+                "a postgres queue needs exactly one of 'dsn' (e.g. postgresql://demur@db/demur) "
+                "or 'dsn_env' (the environment variable that holds it)"
+            )
+        if self.kind == "sqlite" and (self.dsn is not None or self.dsn_env is not None):
+            raise ValueError(
+                "'dsn' and 'dsn_env' are for kind: postgres; an sqlite queue has a 'path'"
+            )
+        return self
+
+    def build(self) -> ReviewQueue:
+        """The queue this section describes."""
+        if self.kind == "sqlite":
+            return SqliteQueue(self.path, lease_s=self.lease_s)
+        import os
+
+        from demur.queue.postgres import PostgresQueue
+
+        dsn = self.dsn
+        if self.dsn_env is not None:
+            dsn = os.environ.get(self.dsn_env)
+            if not dsn:
+                raise ConfigError(
+                    f"queue.dsn_env names ${self.dsn_env}, which is not set; export the "
+                    "PostgreSQL DSN in it, e.g. postgresql://demur@db/demur"
+                )
+        assert dsn is not None
+        return PostgresQueue(dsn, lease_s=self.lease_s)
 
 
 class TracingConfig(_Section):
@@ -554,7 +596,7 @@ def build_router(config: RouterConfig, **overrides: Any) -> Router:
         "start": config.start,
         "estimators": estimators,
         "combine": config.combine,
-        "queue": SqliteQueue(config.queue.path) if config.queue is not None else None,
+        "queue": config.queue.build() if config.queue is not None else None,
         "budget": config.budget,
         "retry": config.retry,
         "sampling": config.sampling,
