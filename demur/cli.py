@@ -1,4 +1,5 @@
-"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur index PATH`, `demur config`."""
+"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur index PATH`, `demur serve`,
+`demur config`."""
 
 from __future__ import annotations
 
@@ -557,6 +558,144 @@ def _print_index_report(console: Console, report: IndexReport, store: ChromaStor
         console.print(f"[dim]… and {hidden} more[/dim]")
 
 
+# --- demur serve -----------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from demur.errors import ConfigError
+    from demur.server.run import serve  # fails early, naming the extra, without starlette
+    from demur.server.settings import ServerSettings, read_key_file
+    from demur.telemetry import configure_telemetry
+
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "api_keys": read_key_file(args.api_key_file) if args.api_key_file else (),
+        "api_key_env": args.api_key_env or None,
+        "allow_unauthenticated": args.allow_unauthenticated,
+        "max_body_bytes": args.max_body_bytes,
+        "rate_limit_rps": args.rate_limit,
+        "rate_limit_burst": args.rate_burst,
+        "max_in_flight": args.max_in_flight,
+        "route_timeout_s": args.route_timeout,
+        "shutdown_timeout_s": args.shutdown_timeout,
+        "model_name": args.model_name,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = ServerSettings(**options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid server settings: {problems}") from None
+    settings.check_exposure(settings.resolved_keys())  # before loading any model
+    config = _load(args)
+    exporter = args.traces or config.tracing.exporter
+    path = args.trace_file or config.tracing.path
+    telemetry = configure_telemetry(
+        exporter, path=path, service_name="demur-server", set_global=False
+    )
+    try:
+        router = _router(config, telemetry)
+        serve(router, settings, tracer_provider=telemetry.tracer_provider)
+    finally:
+        telemetry.shutdown()
+    return 0
+
+
+# --- demur queue -----------------------------------------------------------------------------
+
+
+def _open_queue(args: argparse.Namespace) -> Any:
+    """The review queue named by --dsn, --path, or the config's `queue` section."""
+    from demur.errors import ConfigError
+
+    if args.dsn:
+        from demur.queue.postgres import PostgresQueue
+
+        return PostgresQueue(args.dsn)
+    if args.path:
+        from demur.queue.sqlite import SqliteQueue
+
+        if not Path(args.path).exists():
+            raise ConfigError(f"there is no review queue at {args.path}; check the path")
+        return SqliteQueue(args.path)
+    config = _load(args)
+    if config.queue is None:
+        raise ConfigError(
+            "the config has no 'queue' section; add `queue: {path: .demur/queue.db}`, or pass "
+            "--path FILE (SQLite) or --dsn DSN (PostgreSQL)"
+        )
+    return config.queue.build()
+
+
+def _since(value: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    from demur.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--since {value!r} is not an ISO date or time, e.g. 2025-01-31 or 2025-01-31T12:00"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    queue = _open_queue(args)
+    try:
+        if args.action == "export":
+            from demur.queue.export import export_resolved
+
+            report = export_resolved(
+                queue, args.out, since=_since(args.since), model=args.model, grader=args.grader
+            )
+            print(
+                f"{report.rows} rows from {report.tickets} resolved tickets "
+                f"(estimators: {', '.join(report.estimators) or 'none'}) → {report.path}; "
+                f"recalibrate with: demur calibrate {report.path} --out calibration.json"
+            )
+            return 0
+        if args.action == "stats":
+            stats = queue.stats()
+            if args.json:
+                print(stats.model_dump_json(indent=2))
+                return 0
+            counts = ", ".join(f"{n} {status}" for status, n in stats.counts.items())
+            print(f"{stats.total} tickets: {counts}")
+            if stats.expired_leases:
+                print(f"{stats.expired_leases} claims expired (counted as pending)")
+            if stats.overdue:
+                print(f"{stats.overdue} open tickets are past their deadline")
+            if stats.oldest_pending_age_s is not None:
+                print(f"oldest pending ticket: {stats.oldest_pending_age_s:.0f}s old")
+            if stats.mean_resolve_s is not None:
+                print(f"mean time to resolve: {stats.mean_resolve_s:.1f}s")
+            return 0
+        tickets = queue.tickets(
+            status=args.status or None, text=args.text, limit=args.limit, order=args.order
+        )
+        if args.json:
+            for ticket in tickets:
+                print(ticket.model_dump_json())
+            return 0
+        for ticket in tickets:
+            question = " ".join(ticket.question.split())
+            question = question if len(question) <= 60 else question[:59] + "…"
+            print(
+                f"{ticket.id}  {ticket.status:<9}  p{ticket.priority:<3}  "
+                f"{ticket.created_at:%Y-%m-%d %H:%M}  {question}"
+            )
+        return 0
+    finally:
+        queue.close()
+
+
 # --- demur config ----------------------------------------------------------------------------
 
 
@@ -664,6 +803,78 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--overlap", type=int, default=40, help="words shared by chunks (40)")
     index.add_argument("--batch-size", type=int, default=64, help="chunks per commit (64)")
     index.set_defaults(run=cmd_index)
+
+    server = commands.add_parser(
+        "serve",
+        help="an OpenAI-compatible HTTP gateway whose answers are the router's verdicts",
+        description="Serve /v1/chat/completions (streaming too), /v1/models, /healthz, /readyz "
+        "and /metrics. Clients authenticate with 'Authorization: Bearer KEY'; keys come from "
+        "--api-key-env and --api-key-file. Needs pip install 'demur[server]'.",
+    )
+    routed(server)
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    server.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
+    server.add_argument(
+        "--api-key-env",
+        default="DEMUR_API_KEYS",
+        help="environment variable with the accepted keys, comma-separated (DEMUR_API_KEYS)",
+    )
+    server.add_argument("--api-key-file", type=Path, help="a file of accepted keys, one a line")
+    server.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve without keys on a non-loopback address (only behind an authenticating proxy)",
+    )
+    server.add_argument(
+        "--max-body-bytes", type=int, default=1 << 20, help="largest request body (1 MiB)"
+    )
+    server.add_argument("--rate-limit", type=float, help="requests per second per key (no limit)")
+    server.add_argument("--rate-burst", type=int, help="burst size per key (one second's worth)")
+    server.add_argument("--max-in-flight", type=int, help="routes at once; more get 503")
+    server.add_argument(
+        "--route-timeout", type=float, help="seconds per route (the budget's deadline + 5)"
+    )
+    server.add_argument(
+        "--shutdown-timeout", type=float, default=30.0, help="seconds to drain on SIGTERM (30)"
+    )
+    server.add_argument("--model-name", default="demur", help="model id listed in /v1/models")
+    server.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    server.set_defaults(run=cmd_serve)
+
+    queue = commands.add_parser(
+        "queue", help="the human review queue: list or count tickets, export human verdicts"
+    )
+    queue_actions = queue.add_subparsers(dest="action", required=True)
+    export = queue_actions.add_parser(
+        "export", help="write resolved tickets as labelled rows for `demur calibrate`"
+    )
+    listing = queue_actions.add_parser("list", help="list tickets (waiting ones first)")
+    stats = queue_actions.add_parser("stats", help="count tickets by state; time to resolve")
+    for sub in (export, listing, stats):
+        sub.add_argument("--config", type=Path, help="router config whose `queue` to open")
+        sub.add_argument("--path", help="an SQLite queue file (instead of the config's)")
+        sub.add_argument("--dsn", help="a PostgreSQL queue, e.g. postgresql://demur@db/demur")
+    export.add_argument(
+        "--out", type=Path, default=Path(".demur/queue-export"), help="output folder"
+    )
+    export.add_argument("--since", help="only tickets resolved since this ISO date or time")
+    export.add_argument("--model", help="only this model's answers (a calibrator is per model)")
+    export.add_argument(
+        "--grader",
+        default="auto",
+        help="how answers are judged against a human's: auto, exact, contains, f1",
+    )
+    listing.add_argument(
+        "--status", action="append", choices=["pending", "claimed", "resolved", "cancelled"]
+    )
+    listing.add_argument("--text", help="only tickets whose question or answer contains this")
+    listing.add_argument("--order", default="queue", choices=["queue", "newest", "oldest"])
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    listing.add_argument("--json", action="store_true", help="one JSON ticket per line")
+    stats.add_argument("--json", action="store_true", help="print the stats as JSON")
+    queue.set_defaults(run=cmd_queue)
 
     config = commands.add_parser("config", help="show the default config or check a file")
     config_actions = config.add_subparsers(dest="action", required=True)
