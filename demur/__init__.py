@@ -37,8 +37,23 @@ from demur.grounding.rag import Rag
 from demur.policies.base import Policy, RouteState
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt, FewShotExample, Prompt
-from demur.queue.base import ReviewQueue, Ticket, TicketRequest
-from demur.queue.sqlite import SqliteQueue
+from demur.queue import (
+    Claim,
+    InvalidPayload,
+    InvalidTransition,
+    LeaseExpired,
+    Resolution,
+    ResolutionWatcher,
+    ReviewQueue,
+    SqliteQueue,
+    Ticket,
+    TicketNotFound,
+    TicketRequest,
+    Webhook,
+    await_verdict,
+    verify_webhook,
+    wait_verdict,
+)
 from demur.retrieval.base import Retriever
 from demur.router.budget import Budget
 from demur.router.combine import ScoreCombiner
@@ -99,6 +114,7 @@ _LAZY = {
     "JsonLinesSpanExporter": "demur.telemetry",
     "LlamaCppModel": "demur.adapters.models.llama_cpp",
     "OpenAICompatibleModel": "demur.adapters.models.openai_http",
+    "PostgresQueue": "demur.queue.postgres",
     "RouterConfig": "demur.config",
     "Telemetry": "demur.telemetry",
     "configure_telemetry": "demur.telemetry",
@@ -137,6 +153,7 @@ __all__ = [
     "ChatPrompt",
     "ChromaRetriever",
     "ChromaStore",
+    "Claim",
     "Completion",
     "CompletionPrompt",
     "ConfidentRag",
@@ -164,11 +181,14 @@ __all__ = [
     "Groundedness",
     "Grounding",
     "HistogramBinningCalibrator",
+    "InvalidPayload",
     "InvalidQueryError",
+    "InvalidTransition",
     "IsotonicCalibrator",
     "JsonLinesSpanExporter",
     "LLMJudge",
     "Ladder",
+    "LeaseExpired",
     "LlamaCppModel",
     "MeanTokenEntropy",
     "MeanTokenLogprob",
@@ -187,6 +207,7 @@ __all__ = [
     "PermanentModelError",
     "PlattCalibrator",
     "Policy",
+    "PostgresQueue",
     "Price",
     "Prompt",
     "Query",
@@ -195,6 +216,8 @@ __all__ = [
     "RateLimitError",
     "RelevanceWeightedNLL",
     "Reply",
+    "Resolution",
+    "ResolutionWatcher",
     "Retrieval",
     "RetrievalError",
     "RetrievalSimilarity",
@@ -219,6 +242,7 @@ __all__ = [
     "Step",
     "Telemetry",
     "Ticket",
+    "TicketNotFound",
     "TicketRequest",
     "TokenAlternative",
     "TokenLogprob",
@@ -226,9 +250,13 @@ __all__ = [
     "Usage",
     "VerbalizedConfidence",
     "Verdict",
+    "Webhook",
     "__version__",
+    "await_verdict",
     "configure_telemetry",
     "load_calibrator",
     "load_config",
     "load_router",
+    "verify_webhook",
+    "wait_verdict",
 ]

@@ -14,7 +14,15 @@ DemurError
 │       └── ModelNotFoundError
 ├── EstimatorError              an estimator failed (recorded on the step, never fatal)
 │   └── EstimatorUnavailable    the estimator lacks an input it needs (e.g. logprobs)
-├── QueueError                  the human review queue refused an operation
+├── RetrievalError              retrieval failed (recorded on the step; the model answers without)
+│   └── EmptyCollectionError    nothing was indexed in the collection yet
+├── QueueError                  the human review queue refused an operation (demur.queue.errors)
+│   ├── TicketNotFound
+│   ├── InvalidTransition       e.g. resolving an unclaimed ticket
+│   │   └── LeaseExpired        the reviewer's lease ran out: claim it again
+│   ├── InvalidPayload          too large, invalid UTF-8
+│   ├── InvalidSignature        a webhook whose HMAC signature does not verify
+│   └── QueueUnavailable        the queue's database cannot be reached
 └── RouteError                  the route could not produce any verdict
 """
 
