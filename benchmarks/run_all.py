@@ -301,6 +301,7 @@ def render(
     conflict: dict | None = None,
     langchain: dict | None = None,
     gateway: dict | None = None,
+    queue: dict | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -409,6 +410,8 @@ def render(
         lines += render_langchain(langchain)
     if gateway is not None:
         lines += render_gateway(gateway)
+    if queue is not None:
+        lines += render_queue(queue)
     return "\n".join(lines)
 
 
@@ -474,6 +477,35 @@ def render_gateway(result: dict) -> list[str]:
     return lines
 
 
+def render_queue(result: dict) -> list[str]:
+    runs = result["runs"]
+    lines = [
+        "## Review queue throughput (`benchmarks/bench_queue.py`)",
+        "",
+        f"{runs[0]['tickets'] if runs else 0} tickets per run: worker processes enqueue them "
+        "all, then claim and resolve them all; throughput over each phase's wall time, latency "
+        "per operation. SQLite in WAL mode with synchronous=FULL; PostgreSQL a local server "
+        "with fsync on.",
+        "",
+        "| backend | workers | enqueue/s | p50 | p99 | claim/s | p50 | p99 | resolve/s | p50 "
+        "| p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        cells = [run["backend"], str(run["workers"])]
+        for phase in ("enqueue", "claim", "resolve"):
+            entry = run[phase]
+            cells += [
+                f"{entry['per_s']:.0f}",
+                f"{entry['p50_ms']:.2f} ms",
+                f"{entry['p99_ms']:.2f} ms",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"Note: {note}" for note in result.get("notes", [])]
+    lines.append("")
+    return lines
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
@@ -508,7 +540,7 @@ def main() -> None:
         "--reuse",
         default="",
         help="comma-separated benchmarks to take from saved results: "
-        "overhead,import,demo,cascade,retrieval,rag,conflict,langchain,gateway",
+        "overhead,import,demo,cascade,retrieval,rag,conflict,langchain,gateway,queue",
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
@@ -555,6 +587,7 @@ def main() -> None:
     gateway = run_optional(
         "bench_gateway.py", *(["--requests", "100", "--rounds", "2"] if args.quick else [])
     )
+    queue = run_optional("bench_queue.py", *(["--tickets", "200"] if args.quick else []))
     DOCS.parent.mkdir(exist_ok=True)
     DOCS.write_text(
         render(
@@ -568,6 +601,7 @@ def main() -> None:
             conflict,
             langchain,
             gateway,
+            queue,
         )
         + "\n"
     )
