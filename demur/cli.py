@@ -1,5 +1,5 @@
 """The `demur` command: `demur demo`, `demur ask QUESTION`, `demur index PATH`, `demur serve`,
-`demur config`."""
+`demur review`, `demur queue`, `demur config`."""
 
 from __future__ import annotations
 
@@ -604,6 +604,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demur review ----------------------------------------------------------------------------
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from demur.errors import ConfigError
+    from demur.review.run import serve_review  # fails early, naming the extra, without starlette
+    from demur.review.settings import ReviewSettings
+
+    try:
+        settings = ReviewSettings(
+            host=args.host,
+            port=args.port,
+            tokens_env=args.tokens_env or None,
+            tokens_file=args.tokens_file,
+            lease_s=args.lease,
+            log_level=args.log_level,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid review settings: {problems}") from None
+    settings.resolved_tokens()  # before opening the queue: no token, no reviewer
+    serve_review(_open_queue(args), settings, owns_queue=True)
+    return 0
+
+
 # --- demur queue -----------------------------------------------------------------------------
 
 
@@ -842,6 +869,39 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     server.set_defaults(run=cmd_serve)
+
+    review = commands.add_parser(
+        "review",
+        help="a web app where reviewers claim and resolve the review queue's tickets",
+        description="Serve the reviewer web app: open tickets by priority and deadline, each "
+        "with its question, context and scored candidates; claim, approve, edit, answer or "
+        "reject. Reviewers sign in with a token; tokens come from --tokens-env and "
+        "--tokens-file as REVIEWER:TOKEN entries. Needs pip install 'demur[server]'.",
+    )
+    review.add_argument("--config", type=Path, help="router config whose `queue` to open")
+    where = review.add_mutually_exclusive_group()
+    where.add_argument(
+        "--queue-path", dest="path", help="an SQLite queue file (instead of the config's)"
+    )
+    where.add_argument("--dsn", help="a PostgreSQL queue, e.g. postgresql://demur@db/demur")
+    review.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    review.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
+    review.add_argument(
+        "--tokens-env",
+        default="DEMUR_REVIEWER_TOKENS",
+        help="environment variable with REVIEWER:TOKEN entries, comma-separated "
+        "(DEMUR_REVIEWER_TOKENS)",
+    )
+    review.add_argument(
+        "--tokens-file", type=Path, help="a file of REVIEWER:TOKEN entries, one a line"
+    )
+    review.add_argument(
+        "--lease", type=float, help="seconds a claim lasts (the queue's default, 300)"
+    )
+    review.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    review.set_defaults(run=cmd_review)
 
     queue = commands.add_parser(
         "queue", help="the human review queue: list or count tickets, export human verdicts"
