@@ -168,6 +168,50 @@ def validated(model: type[M], data: object, what: str) -> M:
         raise ConfigError(f"{what} is malformed: {problems}") from None
 
 
+class JsonDocument(BaseModel):
+    """A frozen pydantic model saved as a versioned JSON document of one `document_kind`.
+
+    Subclasses set `document_kind` ("conformal_threshold", ...) and `document_name`, the
+    words error messages use ("conformal threshold").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    document_kind: ClassVar[str]
+    document_name: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.document_kind,
+            "version": FORMAT_VERSION,
+            **self.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], what: str | None = None) -> Self:
+        what = what or f"the {cls.document_name}"
+        check_document(document, cls.document_kind, what)
+        fields = {key: value for key, value in document.items() if key not in ("kind", "version")}
+        return validated(cls, fields, what)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        return cls.from_dict(parse_json(text, f"the {cls.document_name} JSON"))
+
+    def save(self, path: PathLike) -> None:
+        """Write it, with what it was fitted on, to a JSON file."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: PathLike) -> Self:
+        """Read a file written by `save`; ConfigError when it is missing or malformed."""
+        what = f"the {cls.document_name} file '{path}'"
+        return cls.from_dict(read_json(path, cls.document_name), what)
+
+
 # --- the calibrators --------------------------------------------------------------------------
 
 

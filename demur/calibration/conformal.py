@@ -27,30 +27,21 @@ question. The message says how many examples the guarantee needs.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
 
 from demur.calibration.calibrators import (
     FitMetadata,
-    PathLike,
-    check_document,
-    parse_json,
-    read_json,
+    JsonDocument,
     utc_now,
-    validated,
-    write_json,
 )
 from demur.calibration.metrics import FloatArray, check_inputs
 from demur.errors import ConfigError
 
-KIND = "conformal_threshold"
-FORMAT_VERSION = 1
 IntArray = npt.NDArray[np.int64]
 
 
@@ -157,7 +148,7 @@ def _check_level(name: str, value: float, example: str) -> float:
     return float(value)
 
 
-class ConformalThreshold(BaseModel):
+class ConformalThreshold(JsonDocument):
     """A threshold whose accepted answers err at most `alpha` of the time, w.p. >= 1 - delta.
 
     `threshold` goes straight into a policy: `Ladder(fitted.threshold, rungs=[...])`.
@@ -165,7 +156,8 @@ class ConformalThreshold(BaseModel):
     threshold; `bound` is the Clopper-Pearson upper bound on the error rate there.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    document_kind: ClassVar[str] = "conformal_threshold"
+    document_name: ClassVar[str] = "conformal threshold"
 
     threshold: float
     alpha: float
@@ -259,34 +251,6 @@ class ConformalThreshold(BaseModel):
     def accepts(self, confidence: float) -> bool:
         """True when an answer with this confidence clears the threshold."""
         return confidence >= self.threshold
-
-    # --- JSON ---
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": KIND, "version": FORMAT_VERSION, **self.model_dump(mode="json")}
-
-    @classmethod
-    def from_dict(
-        cls, document: Mapping[str, Any], what: str = "the conformal threshold"
-    ) -> ConformalThreshold:
-        check_document(document, KIND, what)
-        fields = {key: value for key, value in document.items() if key not in ("kind", "version")}
-        return validated(cls, fields, what)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ConformalThreshold:
-        return cls.from_dict(parse_json(text, "the conformal threshold JSON"))
-
-    def save(self, path: PathLike) -> None:
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: PathLike) -> ConformalThreshold:
-        what = f"the conformal threshold file '{path}'"
-        return cls.from_dict(read_json(path, "conformal threshold"), what)
 
 
 def _guarantee(alpha: float, delta: float, n: int) -> str:

@@ -17,24 +17,18 @@ comparable) and holds for questions like the calibration ones.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from demur.calibration.calibrators import (
-    PathLike,
-    check_document,
-    parse_json,
-    read_json,
+    JsonDocument,
     utc_now,
-    validated,
-    write_json,
 )
 from demur.errors import ConfigError
 from demur.types import Document
@@ -42,8 +36,6 @@ from demur.types import Document
 if TYPE_CHECKING:
     from demur.adapters.embeddings.base import Embedder
 
-KIND = "conformal_cutoff"
-FORMAT_VERSION = 1
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -92,7 +84,7 @@ def _similarities(values: Sequence[float] | npt.ArrayLike, what: str) -> FloatAr
     return array
 
 
-class ConformalCutoff(BaseModel):
+class ConformalCutoff(JsonDocument):
     """A retrieval similarity cutoff, fitted so that the gold passage clears it w.p. >= 1 - alpha.
 
     `cutoff` goes to a retriever (its `cutoff` attribute) or filters documents with `keep`.
@@ -100,7 +92,8 @@ class ConformalCutoff(BaseModel):
     similarities they were and `data` the calibration set; `fitted_at` is ISO-8601 UTC.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    document_kind: ClassVar[str] = "conformal_cutoff"
+    document_name: ClassVar[str] = "conformal cutoff"
 
     cutoff: float = Field(allow_inf_nan=False)
     alpha: float = Field(gt=0.0, lt=1.0)
@@ -166,36 +159,6 @@ class ConformalCutoff(BaseModel):
             if document.score >= self.cutoff:
                 kept.append(document)
         return tuple(kept)
-
-    # --- JSON ---
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": KIND, "version": FORMAT_VERSION, **self.model_dump(mode="json")}
-
-    @classmethod
-    def from_dict(
-        cls, document: Mapping[str, Any], what: str = "the conformal cutoff"
-    ) -> ConformalCutoff:
-        check_document(document, KIND, what)
-        fields = {key: value for key, value in document.items() if key not in ("kind", "version")}
-        return validated(cls, fields, what)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ConformalCutoff:
-        return cls.from_dict(parse_json(text, "the conformal cutoff JSON"))
-
-    def save(self, path: PathLike) -> None:
-        """Write the cutoff and what it was fitted on to a JSON file."""
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: PathLike) -> ConformalCutoff:
-        """Read a cutoff saved by `save`; ConfigError when the file is missing or malformed."""
-        what = f"the conformal cutoff file '{path}'"
-        return cls.from_dict(read_json(path, "conformal cutoff"), what)
 
 
 def gold_similarities(
