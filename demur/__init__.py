@@ -4,6 +4,7 @@ Wrap a model call, estimate how far the answer can be trusted, and act on it by 
 answer, retrieve more, escalate to a stronger model, hand the question to a person, or abstain.
 """
 
+from demur._lazy import lazy_exports as _lazy_exports
 from demur._version import __version__
 from demur.adapters.models.base import Model, Price
 from demur.adapters.models.scripted import Reply, ScriptedModel
@@ -123,19 +124,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'demur' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -7,6 +7,7 @@
 
 from typing import TYPE_CHECKING
 
+from demur._lazy import lazy_exports as _lazy_exports
 from demur.grounding.base import BranchPlan, Grounding, Selection
 from demur.grounding.rag import Rag
 
@@ -21,15 +22,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'demur.grounding' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = ["BranchPlan", "ConfidentRag", "Grounding", "Rag", "Selection", "Situated"]

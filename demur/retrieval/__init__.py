@@ -6,6 +6,7 @@ Importing this package does not import chromadb; the chroma adapter (`ChromaStor
 
 from typing import TYPE_CHECKING
 
+from demur._lazy import lazy_exports as _lazy_exports
 from demur.retrieval.base import Retriever
 
 if TYPE_CHECKING:
@@ -49,19 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'demur.retrieval' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [
