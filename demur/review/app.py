@@ -574,20 +574,38 @@ class ReviewApp:
         except ValidationError as exc:
             raise ReviewError(400, "Bad request", f"The resolution is invalid: {exc}") from None
 
-    def _lease(self, session: Session, ticket_id: str) -> str | None:
-        return session.leases.get(ticket_id)
+    async def _held_lease(self, session: Session, ticket_id: str) -> str:
+        """The lease token this session holds on the ticket; 404 or 409 when there is none."""
+        token = session.leases.get(ticket_id)
+        if token is None:
+            await self._ticket(ticket_id)  # 404 first, for a ticket that does not exist
+            raise await self._conflict(session, ticket_id, lease_ran_out=False)
+        return token
+
+    async def _leased_call(
+        self, session: Session, ticket_id: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """A queue call made under the session's lease, its refusals turned into error pages."""
+        try:
+            return await self._call(fn, *args, **kwargs)
+        except TicketNotFound:
+            session.leases.pop(ticket_id, None)
+            raise _missing(ticket_id) from None
+        except LeaseExpired:
+            raise await self._conflict(session, ticket_id, lease_ran_out=True) from None
+        except InvalidTransition:
+            raise await self._conflict(session, ticket_id, lease_ran_out=False) from None
 
     async def resolve(self, request: Request) -> Response:
         session = self._require(request)
         form = await self._post(request, session)
         ticket_id = request.path_params["ticket_id"]
-        token = self._lease(session, ticket_id)
-        if token is None:
-            await self._ticket(ticket_id)  # 404 first, for a ticket that does not exist
-            raise await self._conflict(session, ticket_id, lease_ran_out=False)
+        token = await self._held_lease(session, ticket_id)
         resolution, note = self._resolution(form)
         try:
-            await self._call(
+            await self._leased_call(
+                session,
+                ticket_id,
                 self.queue.resolve,
                 ticket_id,
                 token,
@@ -595,9 +613,6 @@ class ReviewApp:
                 reviewer=session.reviewer,
                 note=note,
             )
-        except TicketNotFound:
-            session.leases.pop(ticket_id, None)
-            raise _missing(ticket_id) from None
         except InvalidPayload as exc:
             raise ReviewError(
                 400,
@@ -607,10 +622,6 @@ class ReviewApp:
                 back=ticket_url(ticket_id),
                 back_label="Back to the ticket",
             ) from None
-        except LeaseExpired:
-            raise await self._conflict(session, ticket_id, lease_ran_out=True) from None
-        except InvalidTransition:
-            raise await self._conflict(session, ticket_id, lease_ran_out=False) from None
         session.leases.pop(ticket_id, None)
         logger.info(
             "resolved",
@@ -628,19 +639,8 @@ class ReviewApp:
         session = self._require(request)
         await self._post(request, session)
         ticket_id = request.path_params["ticket_id"]
-        token = self._lease(session, ticket_id)
-        if token is None:
-            await self._ticket(ticket_id)
-            raise await self._conflict(session, ticket_id, lease_ran_out=False)
-        try:
-            await self._call(self.queue.release, ticket_id, token)
-        except TicketNotFound:
-            session.leases.pop(ticket_id, None)
-            raise _missing(ticket_id) from None
-        except LeaseExpired:
-            raise await self._conflict(session, ticket_id, lease_ran_out=True) from None
-        except InvalidTransition:
-            raise await self._conflict(session, ticket_id, lease_ran_out=False) from None
+        token = await self._held_lease(session, ticket_id)
+        await self._leased_call(session, ticket_id, self.queue.release, ticket_id, token)
         session.leases.pop(ticket_id, None)
         logger.info(
             "released", extra={"demur": {"reviewer": session.reviewer, "ticket_id": ticket_id}}
@@ -651,21 +651,10 @@ class ReviewApp:
         session = self._require(request)
         await self._post(request, session)
         ticket_id = request.path_params["ticket_id"]
-        token = self._lease(session, ticket_id)
-        if token is None:
-            await self._ticket(ticket_id)
-            raise await self._conflict(session, ticket_id, lease_ran_out=False)
-        try:
-            claim = await self._call(
-                self.queue.renew, ticket_id, token, lease_s=self.settings.lease_s
-            )
-        except TicketNotFound:
-            session.leases.pop(ticket_id, None)
-            raise _missing(ticket_id) from None
-        except LeaseExpired:
-            raise await self._conflict(session, ticket_id, lease_ran_out=True) from None
-        except InvalidTransition:
-            raise await self._conflict(session, ticket_id, lease_ran_out=False) from None
+        token = await self._held_lease(session, ticket_id)
+        claim = await self._leased_call(
+            session, ticket_id, self.queue.renew, ticket_id, token, lease_s=self.settings.lease_s
+        )
         session.leases[ticket_id] = claim.token
         return RedirectResponse(ticket_url(ticket_id), 303)
 
