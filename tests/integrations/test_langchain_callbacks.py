@@ -21,20 +21,9 @@ from demur import ConfigError, EstimatorUnavailable, MeanTokenLogprob, MinTokenP
 from demur.estimators.base import Attempt
 from demur.estimators.consistency import SampleAgreement
 from demur.integrations.langchain import DemurCallbackHandler, ScoredCall
+from tests.integrations.langchain_messages import reply
 
 QUESTION = "What is the capital of France?"
-
-
-def reply(text: str, probabilities: list[float] | None = None) -> AIMessage:
-    metadata: dict[str, Any] = {}
-    if probabilities is not None:
-        metadata["logprobs"] = {
-            "content": [
-                {"token": w, "logprob": math.log(p), "top_logprobs": []}
-                for w, p in zip(text.split(), probabilities, strict=True)
-            ]
-        }
-    return AIMessage(content=text, response_metadata=metadata)
 
 
 def chat(message: AIMessage) -> GenericFakeChatModel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import pytest
@@ -30,20 +29,9 @@ from demur import (
 from demur.estimators.base import Attempt
 from demur.estimators.consistency import SampleAgreement
 from demur.integrations.langchain import DemurMiddleware
+from tests.integrations.langchain_messages import reply
 
 QUESTION = "What is the capital of France?"
-
-
-def reply(text: str, probability: float | None = None, **extra: Any) -> AIMessage:
-    metadata: dict[str, Any] = {}
-    if probability is not None:
-        metadata["logprobs"] = {
-            "content": [
-                {"token": w, "logprob": math.log(probability), "top_logprobs": []}
-                for w in text.split()
-            ]
-        }
-    return AIMessage(content=text, response_metadata=metadata, **extra)
 
 
 SEARCH_CALL = reply("", tool_calls=[{"name": "search", "args": {"q": "France"}, "id": "c1"}])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import subprocess
 import sys
 import threading
@@ -42,21 +41,9 @@ from demur.integrations.langchain import (
     RunnableModel,
     gate,
 )
+from tests.integrations.langchain_messages import reply
 
 QUESTION = "What is the capital of France?"
-
-
-def reply(text: str, probability: float | None = None, **extra: Any) -> AIMessage:
-    """An AIMessage with OpenAI-style logprobs, one token per word, each of `probability`."""
-    metadata: dict[str, Any] = {}
-    if probability is not None:
-        metadata["logprobs"] = {
-            "content": [
-                {"token": word, "logprob": math.log(probability), "top_logprobs": []}
-                for word in text.split()
-            ]
-        }
-    return AIMessage(content=text, response_metadata=metadata, **extra)
 
 
 def chat(*messages: AIMessage) -> GenericFakeChatModel:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,13 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from demur import MeanTokenLogprob
 from demur.integrations.langchain import DemurMiddleware, DemurRunnable, gate
+from tests.integrations.langchain_messages import reply
 
 QUESTION = "What is the capital of France?"
-
-
-def reply(text: str, probability: float) -> AIMessage:
-    logprobs = [{"token": w, "logprob": math.log(probability)} for w in text.split()]
-    return AIMessage(content=text, response_metadata={"logprobs": {"content": logprobs}})
 
 
 def chat(message: AIMessage) -> GenericFakeChatModel:
