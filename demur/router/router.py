@@ -564,9 +564,7 @@ class Router:
         else:
             documents = ()
         try:
-            generation, retries, documents, retrieval = await self._answer(
-                model, plan, query, documents, retrieval, deadline
-            )
+            answered = await self._answer(model, plan, query, documents, retrieval, deadline)
         except ModelError as exc:
             branch = Branch.model_construct(
                 name=plan.name,
@@ -576,14 +574,15 @@ class Router:
                 latency_s=time.perf_counter() - started,
             )
             return _BranchRun(branch, None, False, exc.retries)
+        generation, grounded, retrieval = answered.generation, answered.query, answered.retrieval
         ledger.add(model, generation)
-        grounded = self._grounded(query, plan, documents)
         samples: tuple[Completion, ...] = ()
         if self._needs.samples:
-            request = self.request_for(model.name, grounded)
             answer = generation.completions[0].text
-            samples = await self._draw_samples(model, request, answer, deadline, ledger, span)
-        candidate = self._candidate(model, generation, samples, documents)
+            samples = await self._draw_samples(
+                model, answered.request, answer, deadline, ledger, span
+            )
+        candidate = self._candidate(model, generation, samples, answered.documents)
 
         async def ask(request: GenerationRequest, target: Model | str | None = None) -> Generation:
             return await self._ask(model, target, request, deadline, ledger)
@@ -604,7 +603,7 @@ class Router:
             retrieval=retrieval,
             latency_s=time.perf_counter() - started,
         )
-        return _BranchRun(branch, raw, calibrated, retries)
+        return _BranchRun(branch, raw, calibrated, answered.retries)
 
     @staticmethod
     def _grounded(query: Query, plan: BranchPlan, documents: Sequence[Document]) -> Query:
@@ -625,7 +624,7 @@ class Router:
         documents: tuple[Document, ...],
         retrieval: Retrieval | None,
         deadline: float,
-    ) -> tuple[Generation, int, tuple[Document, ...], Retrieval | None]:
+    ) -> _Answered:
         """Generate the branch's answer; passages that overflow the context window are dropped.
 
         The least similar passage goes first, one at a time; the retrieval record says how many
@@ -633,7 +632,8 @@ class Router:
         """
         dropped = 0
         while True:
-            request = self.request_for(model.name, self._grounded(query, plan, documents))
+            grounded = self._grounded(query, plan, documents)
+            request = self.request_for(model.name, grounded)
             try:
                 generation, retries = await self._generate(model, request, deadline)
             except ContextOverflowError:
@@ -646,7 +646,7 @@ class Router:
                 retrieval = retrieval.model_copy(
                     update={"note": "; ".join(filter(None, [retrieval.note, note]))}
                 )
-            return generation, retries, documents, retrieval
+            return _Answered(generation, retries, documents, retrieval, grounded, request)
 
     async def _retrieve(
         self, plan: BranchPlan, model: Model, query: Query, deadline: float, ledger: _Ledger
@@ -939,6 +939,18 @@ class Router:
             f"Router(models={list(self.models)}, policy={self.policy!r}, "
             f"estimators={[e.name for e in self.estimators]})"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answered:
+    """A branch's answer, with the passages and the query and request it was written from."""
+
+    generation: Generation
+    retries: int
+    documents: tuple[Document, ...]
+    retrieval: Retrieval | None
+    query: Query
+    request: GenerationRequest
 
 
 @dataclasses.dataclass(frozen=True)
