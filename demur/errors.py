@@ -11,7 +11,8 @@ DemurError
 │   │   └── ServerError
 │   └── PermanentModelError     retrying will not help
 │       ├── ContextOverflowError
-│       └── ModelNotFoundError
+│       ├── ModelNotFoundError
+│       └── ModelCrashedError   a local model's worker process died; the next call restarts it
 ├── EstimatorError              an estimator failed (recorded on the step, never fatal)
 │   └── EstimatorUnavailable    the estimator lacks an input it needs (e.g. logprobs)
 ├── RetrievalError              retrieval failed (recorded on the step; the model answers without)
@@ -106,11 +107,32 @@ class PermanentModelError(ModelError):
 
 
 class ContextOverflowError(PermanentModelError, InvalidQueryError):
-    """The prompt does not fit the model's context window."""
+    """The prompt does not fit the model's context window.
+
+    `prompt_tokens` and `limit` (the window less the tokens reserved for the answer), when the
+    backend knows them, let the router trim a passage to fit instead of dropping it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        prompt_tokens: int | None = None,
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(message, model=model)
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
 
 
 class ModelNotFoundError(PermanentModelError, ConfigError):
     """The model file or the model name does not exist."""
+
+
+class ModelCrashedError(PermanentModelError):
+    """A local model's worker process died (a native crash, an out-of-memory kill); the step
+    fails and the next call starts a new worker."""
 
 
 class EstimatorError(DemurError):

