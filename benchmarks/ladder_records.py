@@ -62,11 +62,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def collect(n: int, out: Path, seed: int) -> None:
+async def collect(n: int, out: Path, seed: int, names: tuple[str, ...] = MODELS) -> None:
     rows = halueval_rows()
     done = {record["row"] for record in read_records(out)}
     todo = [i for i in question_pool(seed)[:n] if i not in done]
-    models = {name: LlamaCppModel(name, builtin=name, isolation="thread") for name in MODELS}
+    models = {name: LlamaCppModel(name, builtin=name, isolation="thread") for name in names}
     try:
         with out.open("a", encoding="utf-8") as sink:
             for count, i in enumerate(todo, start=1):
@@ -106,8 +106,10 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/ladder-records.jsonl")
+    parser.add_argument("--models", default=",".join(MODELS), help="built-ins to ask")
     args = parser.parse_args()
-    asyncio.run(collect(args.questions, Path(args.out), args.seed))
+    names = tuple(args.models.split(","))
+    asyncio.run(collect(args.questions, Path(args.out), args.seed, names))
 
 
 if __name__ == "__main__":

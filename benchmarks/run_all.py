@@ -17,7 +17,16 @@ RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 # The CLAP NQ store bench_retrieval.py fills and bench_rag.py answers from.
 STORE = HERE.parent / ".demur" / "bench" / "chroma-clapnq"
-MODELS = {"weak": "SmolLM2-135M-Instruct", "strong": "Gemma-3-270M (base, few-shot)"}
+# What "weak" and "strong" were in the results measured before the Qwen ladder became the
+# default; sections still built from those results say so.
+PREVIOUS = {"weak": "SmolLM2-135M-Instruct", "strong": "Gemma-3-270M (base, few-shot)"}
+MODELS = PREVIOUS
+PREVIOUS_NOTE = (
+    "Measured on the previous default ladder (SmolLM2-135M-Instruct → Gemma-3-270M); "
+    "not yet re-run on the Qwen ladder."
+)
+LADDER_RECORDS = RESULTS / "ladder-records.jsonl"
+DEFAULTS = HERE.parent / "demur" / "demo" / "thresholds.json"
 
 
 SKIP: set[str] = set()
@@ -152,6 +161,8 @@ def render_rag(result: dict) -> list[str]:
     lines = [
         "## Answer or abstain on CLAP NQ: Confident RAG (`benchmarks/bench_rag.py`)",
         "",
+        PREVIOUS_NOTE,
+        "",
         f"{result['questions_answerable']} answerable and {result['questions_unanswerable']} "
         f"unanswerable CLAP NQ dev questions (a seeded sample), answered by {model} "
         f"({result['model']}) from the {result['k']} passages each embedding model retrieves "
@@ -213,6 +224,8 @@ def render_conflict(result: dict) -> list[str]:
     model = MODELS.get(result["model"], result["model"])
     lines = [
         "## Situated faithfulness (`benchmarks/bench_conflict.py`)",
+        "",
+        PREVIOUS_NOTE,
         "",
         f"Each question asked through the router by {model} ({result['model']}) twice, with a "
         "correct and with a wrong passage as the query's context. Closed-book is the model "
@@ -294,7 +307,8 @@ def render(
     overhead: dict,
     imports: dict,
     demo: dict,
-    cascade: dict | None,
+    ladder: dict | None,
+    extra_buffers: dict | None,
     estimators: list[dict],
     retrieval: dict | None = None,
     rag: dict | None = None,
@@ -337,8 +351,9 @@ def render(
         "",
         "## The demo (`benchmarks/bench_demo.py`, what `make demo` runs)",
         "",
-        f"{demo['questions']} HaluEval-QA questions with their passages; SmolLM2-135M (weak) → "
-        "Gemma-3-270M (strong) → review queue, embedded default config.",
+        f"{demo['questions']} HaluEval-QA questions with their passages, none of them used to "
+        "fit the thresholds; Qwen2.5-0.5B (weak) → Qwen2.5-1.5B (strong) → review queue, "
+        "embedded default config, each model in a worker process.",
         "",
         "| figure | value |",
         "|---|---|",
@@ -350,47 +365,31 @@ def render(
     ]
     for model, accuracy in demo["baseline_accuracy"].items():
         lines.append(f"| accuracy, always {model} | {_pct(accuracy)} |")
+    for model, count in demo.get("reached", {}).items():
+        lines.append(f"| questions asked of {model} | {count} |")
+    guarantee = demo.get("guarantee")
+    if guarantee:
+        lines.append(
+            f"| error guarantee | answered error <= {_pct(guarantee['alpha'])} with probability "
+            f">= {_pct(1 - guarantee['delta'])}: observed {_pct(guarantee['observed_error'])}, "
+            f"{'held' if guarantee['held'] else 'did not hold'} |"
+        )
+    largest = list(demo["baseline_accuracy"])[-1]
     lines += [
-        f"| share of questions that called strong | {_pct(demo['model_call_share']['strong'])} |",
-        f"| seconds per routed question | {demo['route_seconds_per_question']:.2f} |",
+        f"| model-seconds, routed | {demo['model_seconds']:.0f} |",
+        f"| model-seconds, always {largest} | {demo[f'always_{largest}_seconds']:.0f} |",
+        f"| wall time of the demo (baselines included) | {demo['wall_s']:.0f} s |",
         "",
     ]
-    if cascade is not None:
-        lines += [
-            "## Signals and thresholds on held-out questions (`benchmarks/bench_cascade.py`)",
-            "",
-            f"{cascade['questions']} HaluEval-QA questions not in the demo set. Accuracy and "
-            "the AUROC of each estimator's confidence against correctness:",
-            "",
-            "| model | accuracy | " + " | ".join(cascade["models"]["weak"]["auroc"]) + " |",
-            "|---|---|" + "---|" * len(cascade["models"]["weak"]["auroc"]),
-        ]
-        for model, figures in cascade["models"].items():
-            aurocs = " | ".join(str(v) for v in figures["auroc"].values())
-            lines.append(f"| {model} | {_pct(figures['accuracy'])} | {aurocs} |")
-        lines += [
-            "",
-            f"Always weak {_pct(cascade['always_weak_accuracy'])}, always strong "
-            f"{_pct(cascade['always_strong_accuracy'])}, oracle "
-            f"{_pct(cascade['oracle_accuracy'])}. The ladder over a grid of thresholds "
-            "(strong threshold 0 means the strong model's answer is always accepted; random "
-            "escalation sends the same share of questions to the strong model at random):",
-            "",
-            "| weak t | strong t | coverage | accuracy answered | strong share | to a person "
-            "| random escalation accuracy |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for row in cascade["grid"]:
-            lines.append(
-                f"| {row['threshold_weak']} | {row['threshold_strong']} | "
-                f"{_pct(row['coverage'])} | {_pct(row['accuracy_answered'])} | "
-                f"{_pct(row['strong_share'])} | {_pct(row['to_human'])} | "
-                f"{_pct(row['random_escalation_accuracy'])} |"
-            )
-        lines.append("")
+    if ladder is not None:
+        lines += render_ladder(ladder)
+    if extra_buffers is not None:
+        lines += render_extra_buffers(extra_buffers)
     if estimators:
         lines += [
             "## Estimators on closed-book HaluEval-QA (`benchmarks/bench_estimators.py`)",
+            "",
+            PREVIOUS_NOTE,
             "",
             "No passage in the prompt; greedy answers graded by containment or token F1 >= "
             "0.6 against the right answer. Calibrated ECE is 2-fold cross-fitted (isotonic). "
@@ -413,6 +412,117 @@ def render(
     if queue is not None:
         lines += render_queue(queue)
     return "\n".join(lines)
+
+
+def render_ladder(result: dict) -> list[str]:
+    weak, strong = result["weak"], result["strong"]
+    lines = [
+        "## The embedded ladder on held-out questions (`benchmarks/bench_ladder.py`)",
+        "",
+        f"{result['questions']} HaluEval-QA questions (short answers, passage in the prompt, "
+        "none in the demo set), each answered by every model exactly as the router asks it "
+        "(`benchmarks/ladder_records.py`: default prompt, greedy, 24 tokens; deterministic, so "
+        "a routed answer is the recorded one). 95% bootstrap intervals in brackets; seconds "
+        "are model time on the shared 2-core machine.",
+        "",
+        "| model | accuracy | median s / question | estimator | AUROC | AURC | ECE raw | "
+        "ECE calibrated (Platt, cross-fitted) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, figures in result["models"].items():
+        for name, entry in figures["estimators"].items():
+            lines.append(
+                f"| {model} | {_pct(figures['accuracy'])} {_ci(figures['accuracy_ci'])} | "
+                f"{figures['median_seconds']:.2f} | {name} | {_num(entry['auroc'])} "
+                f"{_ci(entry['auroc_ci'], pct=False)} | {_num(entry['aurc'])} | "
+                f"{_num(entry['ece_raw'])} | {_num(entry['ece_calibrated'])} |"
+            )
+    lines += [
+        "",
+        f"Risk-coverage ({result['estimator']}): accuracy of each model's most confident "
+        "answers at 70 / 80 / 90% coverage: "
+        + "; ".join(
+            f"{model} " + " / ".join(_pct(v) for v in figures["risk_coverage"].values())
+            for model, figures in result["models"].items()
+        )
+        + ".",
+        "",
+        f"Cascade {weak} → {strong}, escalating the weak model's least confident answers "
+        f"first. Always weak {_pct(result['always_weak_accuracy'])}, always strong "
+        f"{_pct(result['always_strong_accuracy'])}, oracle {_pct(result['oracle_accuracy'])}. "
+        "APGR is the area under the share-of-gap-recovered curve against the strong-call "
+        "share (random escalation: 0.5); CPT(80%) the smallest strong-call share recovering "
+        "80% of the gap.",
+        "",
+        "| weak model's estimator | APGR | CPT(80%) | best accuracy | at strong-call share |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in result["cascade"].items():
+        lines.append(
+            f"| {name} | {_num(entry['apgr'])} {_ci(entry['apgr_ci'], pct=False)} | "
+            f"{_pct(entry['cpt80'])} | {_pct(entry['best_accuracy'])} | "
+            f"{_pct(entry['best_at_strong_share'])} |"
+        )
+    lines += [
+        "",
+        f"The ladder {weak} → {strong} → a person, each rung's threshold a conformal bound "
+        "(target error alpha of accepted answers with probability 1 - delta, the strong rung "
+        "fitted on the questions escalated to it), fitted on one half and measured on the "
+        "other, both ways:",
+        "",
+        "| alpha | delta | answered | accuracy of answered | guarantee | to a person | "
+        "strong-call share | model-s / question | always strong s / question |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["ladder_with_person"]:
+        lines.append(
+            f"| {row['alpha']} | {row['delta']} | {_pct(row['coverage'])} "
+            f"{_ci(row['coverage_ci'])} | {_pct(row['answered_accuracy'])} "
+            f"{_ci(row['answered_accuracy_ci'])} | "
+            f"{'held' if row['guarantee_held'] else 'did not hold'} | "
+            f"{_pct(row['to_person'])} | {_pct(row['strong_share'])} | "
+            f"{row['model_seconds_per_question']:.2f} | "
+            f"{row['always_strong_seconds_per_question']:.2f} |"
+        )
+    defaults = result.get("defaults")
+    if defaults:
+        lines += [
+            "",
+            f"The shipped default thresholds (`demur/demo/thresholds.json`, written by "
+            "`bench_ladder.py --defaults`): alpha "
+            f"{defaults['alpha']}, delta {defaults['delta']}, fitted on "
+            f"{defaults['fitted_on']}: weak {defaults['thresholds']['weak']}, strong "
+            f"{defaults['thresholds']['strong']}.",
+        ]
+    lines.append("")
+    return lines
+
+
+def render_extra_buffers(result: dict) -> list[str]:
+    lines = [
+        "## llama.cpp's extra buffer types (`benchmarks/bench_extra_buffers.py`)",
+        "",
+        "demur turns them off on CPUs with AMX, where they can crash. The cost of turning them "
+        f"off on this machine ({result['this_cpu']}): {result['requests']} greedy requests per "
+        "model, each model loaded twice, alternating request by request; medians.",
+        "",
+        "| model | s / request, on | s / request, off | off / on |",
+        "|---|---|---|---|",
+    ]
+    for model, entry in result["models"].items():
+        lines.append(
+            f"| {model} | {entry['median_s_extra_buffers_on']:.2f} | "
+            f"{entry['median_s_extra_buffers_off']:.2f} | {entry['off_over_on']:.2f} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _ci(bounds: list[float] | None, pct: bool = True) -> str:
+    if not bounds:
+        return ""
+    low, high = bounds
+    return f"[{_pct(low)}, {_pct(high)}]" if pct else f"[{low:.3f}, {high:.3f}]"
 
 
 def render_langchain(result: dict) -> list[str]:
@@ -517,7 +627,12 @@ def _pct1(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller samples")
-    parser.add_argument("--skip-cascade", action="store_true")
+    parser.add_argument(
+        "--ladder-questions",
+        type=int,
+        default=1000,
+        help="HaluEval-QA questions for the ladder records (resumable; 0: use those saved)",
+    )
     parser.add_argument(
         "--estimator-questions",
         type=int,
@@ -540,7 +655,7 @@ def main() -> None:
         "--reuse",
         default="",
         help="comma-separated benchmarks to take from saved results: "
-        "overhead,import,demo,cascade,retrieval,rag,conflict,langchain,gateway,queue",
+        "overhead,import,demo,ladder,extra_buffers,retrieval,rag,conflict,langchain,gateway,queue",
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
@@ -550,9 +665,26 @@ def main() -> None:
     )
     imports = run("bench_import.py", *(["--repeats", "5"] if args.quick else []))
     demo = run("bench_demo.py", *(["--limit", "10"] if args.quick else []))
-    cascade = None
-    if not args.skip_cascade:
-        cascade = run("bench_cascade.py", *(["--questions", "30"] if args.quick else []))
+    ladder_questions = 30 if args.quick else args.ladder_questions
+    if ladder_questions and "ladder" not in SKIP:
+        print("== ladder_records.py", flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "ladder_records.py"),
+                "--questions",
+                str(ladder_questions),
+                "--out",
+                str(LADDER_RECORDS),
+            ],
+            check=True,
+        )
+    ladder = run_optional("bench_ladder.py", "--records", str(LADDER_RECORDS))
+    extra_buffers = run_optional(
+        "bench_extra_buffers.py", *(["--requests", "3"] if args.quick else [])
+    )
+    if ladder is not None:
+        ladder["defaults"] = json.loads(DEFAULTS.read_text())
     estimators = []
     for model in ("weak", "strong"):
         saved = RESULTS / f"estimators-{model}.json"
@@ -594,7 +726,8 @@ def main() -> None:
             overhead,
             imports,
             demo,
-            cascade,
+            ladder,
+            extra_buffers,
             estimators,
             retrieval,
             rag,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from demur.config import RouterConfig
-    from demur.demo.runner import DemoReport, DemoRow
+    from demur.demo.runner import DemoReport, DemoRow, Guarantee
     from demur.retrieval.chroma import ChromaStore
     from demur.retrieval.indexing import IndexProgress, IndexReport
     from demur.router.router import Router
@@ -207,7 +207,7 @@ def _demo_table(report: DemoReport) -> Any:
     return table
 
 
-def _demo_summary(report: DemoReport, start: str) -> Any:
+def _demo_summary(report: DemoReport) -> Any:
     from rich.table import Table
 
     summary = report.to_json()
@@ -226,14 +226,42 @@ def _demo_summary(report: DemoReport, start: str) -> Any:
     for model in report.models:
         table.add_row(f"accuracy, always {model}", f"{report.baseline_accuracy(model):.0%}")
     for model in report.models:
-        if model != start:
-            table.add_row(f"share of {model} calls", f"{report.model_call_share(model):.0%}")
+        table.add_row(f"questions asked of {model}", f"{report.reached(model)}/{n}")
+    guarantee = report.guarantee_json()
+    if guarantee is not None:
+        error = guarantee["observed_error"]
+        observed = "no answers" if error is None else f"observed {error:.0%}"
+        verdict = "[green]held[/green]" if guarantee["held"] else "[red]did not hold[/red]"
+        table.add_row(
+            "error guarantee",
+            f"answered error <= {guarantee['alpha']:.0%} with probability "
+            f">= {1 - guarantee['delta']:.0%} (thresholds fitted on {guarantee['fitted_on']}); "
+            f"{observed}: {verdict}",
+        )
+    largest = report.models[-1]
+    table.add_row(
+        "model-seconds",
+        f"{report.route_s:.0f}s routed by demur vs {report.baseline_s(largest):.0f}s "
+        f"for always {largest}",
+    )
     table.add_row(
         "wall time",
         f"{report.wall_s:.1f}s in all; {summary['route_seconds_per_question']:.2f}s per routed "
         "question (the rest computes the always-one-model baselines)",
     )
     return table
+
+
+def _demo_guarantee(router: Router) -> Guarantee | None:
+    """The default thresholds' error guarantee, when the router runs with those thresholds."""
+    from demur.demo.runner import default_guarantee
+    from demur.policies.ladder import Ladder
+
+    guarantee = default_guarantee()
+    policy = router.policy
+    if isinstance(policy, Ladder) and dict(policy.per_model) == dict(guarantee.thresholds):
+        return guarantee
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -258,7 +286,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             async def demo() -> DemoReport:
                 try:
-                    return await run_demo(router, questions, on_row=advance)
+                    return await run_demo(
+                        router, questions, on_row=advance, guarantee=_demo_guarantee(router)
+                    )
                 finally:
                     await router.aclose()
 
@@ -266,7 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         telemetry.shutdown()
     console.print(_demo_table(report))
-    console.print(_demo_summary(report, router.start))
+    console.print(_demo_summary(report))
     console.print(f"[dim]traces → {_destination(args, config)}[/dim]")
     if router.queue is not None and report.count("pending"):
         console.print(f"[dim]review tickets → {getattr(router.queue, 'path', 'the queue')}[/dim]")

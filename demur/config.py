@@ -72,9 +72,11 @@ class LlamaCppConfig(_ModelSection):
     kind: Literal["llama_cpp"]
     builtin: str | None = None
     path: str | None = None
-    n_ctx: int = Field(default=2048, ge=128)
+    n_ctx: int | None = Field(default=None, ge=128)
     n_threads: int | None = Field(default=None, ge=1)
     chat: bool | None = None
+    isolation: Literal["process", "thread"] = "process"
+    extra_buffers: bool | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> LlamaCppConfig:
@@ -528,6 +530,8 @@ def build_model(name: str, config: ModelConfig) -> Model:
             timeout_s=config.timeout_s,
             price=config.price,
             default_prompt=prompt,
+            isolation=config.isolation,
+            extra_buffers=config.extra_buffers,
         )
     if isinstance(config, OpenAIConfig):
         import os

@@ -125,6 +125,36 @@ def test_demo_on_a_question_file_of_your_own(scripted_config, tmp_path, capsys):
     assert summary["answered_accuracy"] == 0.5  # "Paris" is right once, wrong for Rome
     assert summary["baseline_accuracy"] == {"weak": 0.0, "strong": 0.5}
     assert summary["model_call_share"]["strong"] == 1.0
+    assert summary["reached"] == {"weak": 2, "strong": 2}
+    assert "questions asked of strong" in out and "model-seconds" in out
+    # Both routes asked the strong model, so always-strong cost what its steps did.
+    assert summary["always_strong_seconds"] > 0
+    assert summary["guarantee"] is None  # these thresholds are not the fitted defaults
+    assert "error guarantee" not in out
+
+
+def test_demo_reports_whether_the_default_guarantee_held(tmp_path, capsys):
+    from demur.demo.runner import default_guarantee
+
+    fitted = default_guarantee()
+    config = tmp_path / "demur.yaml"
+    per_model = ", ".join(f"{m}: {t}" for m, t in fitted.thresholds.items())
+    config.write_text(
+        SCRIPTED.replace("QUEUE", str(tmp_path / "q.db"))
+        .replace("TRACES", str(tmp_path / "traces.jsonl"))
+        .replace("  threshold: 0.5\n", f"  threshold: 0.5\n  per_model: {{{per_model}}}\n")
+    )
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "Capital of France?", "answers": ["Paris"]}) + "\n"
+    )
+    report = tmp_path / "report.json"
+    argv = ["demo", "--config", str(config), "--questions", str(questions), "--json", str(report)]
+    assert main(argv) == 0
+    guarantee = json.loads(report.read_text())["guarantee"]
+    assert guarantee["alpha"] == fitted.alpha and guarantee["delta"] == fitted.delta
+    assert guarantee["observed_error"] == 0.0 and guarantee["held"] is True
+    assert "error guarantee" in capsys.readouterr().out
 
 
 @pytest.mark.local_model

@@ -144,9 +144,21 @@ def test_llama_cpp_needs_exactly_one_source():
 def test_the_embedded_default_config_is_valid():
     config = default_config()
     assert set(config.models) == {"weak", "strong"}
+    assert {m.builtin for m in config.models.values()} == {"qwen2.5-0.5b", "qwen2.5-1.5b"}
     assert config.queue is not None
     assert config.tracing.exporter == "jsonl"
     assert not config.tracing.capture_content
+
+
+def test_the_default_thresholds_are_the_fitted_ones():
+    """default_config.toml and demur/demo/thresholds.json (bench_ladder.py --defaults) agree."""
+    from demur.demo.runner import default_guarantee
+
+    config, fitted = default_config(), default_guarantee()
+    assert config.estimators[0].name == "mean_logprob"
+    for model, threshold in config.policy.per_model.items():
+        assert threshold == fitted.thresholds[model], model
+    assert set(config.policy.per_model) == set(fitted.thresholds)
 
 
 def test_estimator_options_are_checked_against_the_class(tmp_path):

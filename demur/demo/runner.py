@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from demur.correctness import is_correct
 from demur.errors import ModelError
@@ -44,13 +45,35 @@ def load_questions(path: str | Path | None = None, limit: int | None = None) -> 
     return questions[:limit] if limit is not None else questions
 
 
+@dataclass(frozen=True)
+class Guarantee:
+    """The error target the default thresholds were fitted for, and on what."""
+
+    alpha: float
+    delta: float
+    thresholds: Mapping[str, float]
+    fitted_on: str
+
+
+def default_guarantee() -> Guarantee:
+    """The conformal fit behind the default config's thresholds (see docs/benchmarks.md)."""
+    text = resources.files("demur.demo").joinpath("thresholds.json").read_text("utf-8")
+    fit = json.loads(text)
+    return Guarantee(fit["alpha"], fit["delta"], fit["thresholds"], fit["fitted_on"])
+
+
 @dataclass
 class DemoRow:
-    """One question: the router's verdict, and what each model alone would have said."""
+    """One question: the router's verdict, and what each model alone would have said.
+
+    `baseline_seconds` is how long each model took to answer it alone (read from the route's
+    step where the route called that model).
+    """
 
     question: DemoQuestion
     verdict: Verdict
     baseline_answers: dict[str, str | None]
+    baseline_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool | None:
@@ -65,9 +88,12 @@ class DemoRow:
 
 @dataclass
 class DemoReport:
+    """The demo's rows and what they add up to; `guarantee` when the thresholds carry one."""
+
     models: tuple[str, ...]
     rows: list[DemoRow] = field(default_factory=list)
     wall_s: float = 0.0
+    guarantee: Guarantee | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.verdict.status == status)
@@ -93,12 +119,38 @@ class DemoReport:
         calls = sum(1 for r in self.rows if any(s.model == model for s in r.verdict.steps))
         return calls / len(self.rows) if self.rows else 0.0
 
+    def reached(self, model: str) -> int:
+        """How many questions `model` was asked."""
+        return sum(1 for r in self.rows if any(s.model == model for s in r.verdict.steps))
+
     @property
     def route_s(self) -> float:
         """Time spent inside routes, without the extra baseline calls."""
         return sum(r.verdict.latency_s for r in self.rows)
 
+    def baseline_s(self, model: str) -> float:
+        """Seconds `model` alone takes to answer every question."""
+        return sum(r.baseline_seconds.get(model, 0.0) for r in self.rows)
+
+    @property
+    def answered_error(self) -> float | None:
+        accuracy = self.answered_accuracy
+        return None if accuracy is None else 1.0 - accuracy
+
+    def guarantee_json(self) -> dict[str, Any] | None:
+        if self.guarantee is None:
+            return None
+        error = self.answered_error
+        return {
+            "alpha": self.guarantee.alpha,
+            "delta": self.guarantee.delta,
+            "fitted_on": self.guarantee.fitted_on,
+            "observed_error": error,
+            "held": error is not None and error <= self.guarantee.alpha,
+        }
+
     def to_json(self) -> dict[str, object]:
+        largest = self.models[-1]
         return {
             "questions": len(self.rows),
             "answered": self.count("answered"),
@@ -109,22 +161,30 @@ class DemoReport:
             "answered_accuracy": self.answered_accuracy,
             "baseline_accuracy": {m: self.baseline_accuracy(m) for m in self.models},
             "model_call_share": {m: self.model_call_share(m) for m in self.models},
+            "reached": {m: self.reached(m) for m in self.models},
+            "guarantee": self.guarantee_json(),
+            "model_seconds": self.route_s,
+            f"always_{largest}_seconds": self.baseline_s(largest),
             "wall_s": self.wall_s,
             "route_s": self.route_s,
             "route_seconds_per_question": self.route_s / len(self.rows) if self.rows else None,
         }
 
 
-async def _baseline(router: Router, model: str, query: Query, verdict: Verdict) -> str | None:
-    """What `model` alone answers: reused from the route when it was asked, else asked now."""
+async def _baseline(
+    router: Router, model: str, query: Query, verdict: Verdict
+) -> tuple[str | None, float]:
+    """What `model` alone answers, and in how many seconds: from the route's step when it was
+    asked there (decoding is deterministic, so it would answer the same), else asked now."""
     for step in verdict.steps:
         if step.model == model:
-            return step.candidate.text if step.candidate is not None else None
+            return (step.candidate.text if step.candidate is not None else None), step.latency_s
+    started = time.perf_counter()
     try:
         generation = await router.models[model].agenerate(router.request_for(model, query))
     except ModelError:
-        return None
-    return generation.completions[0].text.strip()
+        return None, time.perf_counter() - started
+    return generation.completions[0].text.strip(), time.perf_counter() - started
 
 
 async def run_demo(
@@ -132,18 +192,24 @@ async def run_demo(
     questions: Sequence[DemoQuestion],
     *,
     on_row: Callable[[DemoRow], None] | None = None,
+    guarantee: Guarantee | None = None,
 ) -> DemoReport:
     """Route every question, then fill in each model's stand-alone answer for comparison.
 
     Decoding is greedy, so a model's answer inside a route is the answer it gives alone.
     """
-    report = DemoReport(models=tuple(router.models))
+    report = DemoReport(models=tuple(router.models), guarantee=guarantee)
     started = time.perf_counter()
     for item in questions:
         query = Query(item.question, context=(item.context,) if item.context else (), id=item.id)
         verdict = await router.aroute(query)
         baselines = {m: await _baseline(router, m, query, verdict) for m in router.models}
-        row = DemoRow(question=item, verdict=verdict, baseline_answers=baselines)
+        row = DemoRow(
+            question=item,
+            verdict=verdict,
+            baseline_answers={m: answer for m, (answer, _) in baselines.items()},
+            baseline_seconds={m: seconds for m, (_, seconds) in baselines.items()},
+        )
         report.rows.append(row)
         if on_row is not None:
             on_row(row)
