@@ -319,7 +319,9 @@ async def measure(
             kept += records
     finally:
         await router.aclose()
-    return {"model": model_name, "estimators": estimators, "datasets": results}, kept
+    builtin = getattr(section, "builtin", None)
+    result = {"model": model_name, "builtin": builtin, "estimators": estimators}
+    return {**result, "datasets": results}, kept
 
 
 def main() -> None:

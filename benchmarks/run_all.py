@@ -32,6 +32,13 @@ DEFAULTS = HERE.parent / "demur" / "demo" / "thresholds.json"
 SKIP: set[str] = set()
 
 
+def _model_label(result: dict) -> tuple[str, list[str]]:
+    """Which model a result was measured with, and the note that goes with older results."""
+    if result.get("builtin"):
+        return result["builtin"], []
+    return PREVIOUS.get(result["model"], result["model"]), [PREVIOUS_NOTE, ""]
+
+
 def run(script: str, *args: str) -> dict:
     """Run one benchmark script and load its JSON (or only load it, when skipped)."""
     name = script.removeprefix("bench_").removesuffix(".py")
@@ -221,12 +228,11 @@ def render_rag(result: dict) -> list[str]:
 
 
 def render_conflict(result: dict) -> list[str]:
-    model = MODELS.get(result["model"], result["model"])
+    model, note = _model_label(result)
     lines = [
         "## Situated faithfulness (`benchmarks/bench_conflict.py`)",
         "",
-        PREVIOUS_NOTE,
-        "",
+        *note,
         f"Each question asked through the router by {model} ({result['model']}) twice, with a "
         "correct and with a wrong passage as the query's context. Closed-book is the model "
         "without the passage, plain RAG the model with it, RCR and SCR the two `Situated` "

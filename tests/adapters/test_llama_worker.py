@@ -154,6 +154,25 @@ async def test_a_cancelled_call_stops_the_worker_politely(weak: LlamaCppModel) -
     assert weak.worker_pid == pid  # it stopped between tokens; nothing had to be killed
 
 
+async def test_a_caller_giving_up_during_the_load_leaves_the_load_running(
+    weak: LlamaCppModel,
+) -> None:
+    # A load slower than the caller's patience must not be killed and restarted forever.
+    call = asyncio.ensure_future(weak.agenerate(weak.default_prompt.render(QUERY)))
+    for _ in range(3000):
+        if weak.worker_pid is not None:
+            break
+        await asyncio.sleep(0.01)
+    pid = weak.worker_pid
+    assert pid is not None and not call.done()  # starting Python and llama.cpp takes longer
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    answer = await weak.agenerate(weak.default_prompt.render(QUERY))
+    assert "austen" in answer.completions[0].text.lower()
+    assert weak.worker_pid == pid
+
+
 async def test_workers_leave_no_process_or_file_handle_behind() -> None:
     before_children, before_files = set(_children()), _open_files()
     for sig in (signal.SIGKILL, None):
@@ -183,7 +202,7 @@ def test_a_worker_that_cannot_build_its_model_reports_why() -> None:
     worker = ModelWorker("broken", WorkerSpec("demur.adapters.models.llama_cpp", "NoSuchModel"))
     try:
         with pytest.raises(ModelCrashedError, match="died with exit code 1"):
-            worker.load(timeout_s=30)
+            worker.load()
     finally:
         worker.close()
 

@@ -94,13 +94,19 @@ class ModelWorker:
     """A child process hosting one model; calls are serialised, one at a time.
 
     `grace_s` is how long a cancelled or overdue call may take to stop before the child is
-    killed. The child starts on the first call and again after any crash.
+    killed. The child starts on the first call and again after any crash, and loads the weights
+    before its first request under `load_timeout_s`, not the request's timeout: a caller that
+    gives up during the load leaves it running, so a slow load is not restarted forever.
     """
 
-    def __init__(self, name: str, spec: WorkerSpec, *, grace_s: float = 2.0) -> None:
+    def __init__(
+        self, name: str, spec: WorkerSpec, *, grace_s: float = 2.0, load_timeout_s: float = 600.0
+    ) -> None:
         self.name = name
         self.spec = spec
         self.grace_s = grace_s
+        self.load_timeout_s = load_timeout_s
+        self._ready = False  # the running child has loaded its weights
         self.restarts = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -121,13 +127,15 @@ class ModelWorker:
         self, request: GenerationRequest, cancel: threading.Event, timeout_s: float
     ) -> Generation:
         """Run one request in the child; blocks the calling thread until it answers."""
+        self.load(cancel)
         result = self._call("generate", request, cancel, timeout_s)
         assert isinstance(result, Generation)
         return result
 
-    def load(self, timeout_s: float) -> None:
-        """Start the child and load the weights now rather than on the first request."""
-        self._call("load", None, threading.Event(), timeout_s)
+    def load(self, cancel: threading.Event | None = None) -> None:
+        """Start the child and have it load the weights, unless a running child already has."""
+        if not self._ready:
+            self._call("load", None, cancel or threading.Event(), self.load_timeout_s)
 
     def close(self) -> None:
         """Stop the child, politely first; a later call starts a new one."""
@@ -140,15 +148,22 @@ class ModelWorker:
         with self._lock:
             if cancel.is_set():
                 raise Cancelled
+            if kind == "load" and self._ready:
+                return None  # another caller's load finished while this one waited
             conn = self._ensure_started()
             call_id = next(self._ids)
             try:
                 conn.send((kind, call_id, payload))
             except OSError:
                 raise self._crashed("before the request reached it") from None
-            return self._await(call_id, cancel, timeout_s)
+            result = self._await(call_id, cancel, timeout_s, stoppable=kind != "load")
+            if kind == "load":
+                self._ready = True
+            return result
 
-    def _await(self, call_id: int, cancel: threading.Event, timeout_s: float) -> object:
+    def _await(
+        self, call_id: int, cancel: threading.Event, timeout_s: float, *, stoppable: bool
+    ) -> object:
         conn, process = self._conn, self._process
         assert conn is not None and process is not None
         overdue_at = time.monotonic() + timeout_s + self.grace_s
@@ -167,6 +182,8 @@ class ModelWorker:
                     raise Cancelled
                 raise _rebuild(body, self.name)
             now = time.monotonic()
+            if cancel.is_set() and not stoppable:
+                raise Cancelled  # a load cannot stop midway; let it finish for the next call
             if cancel.is_set() and cancelled_at is None:
                 cancelled_at = now
                 try:
@@ -222,6 +239,7 @@ class ModelWorker:
         conn = Connection(parent_end.detach())
         conn.send(self.spec)
         self._process, self._conn = process, conn
+        self._ready = False
         if self._started:
             self.restarts += 1
         self._started += 1

@@ -359,7 +359,7 @@ class LlamaCppModel:
     async def aload(self) -> None:
         """Load the weights now rather than on the first call."""
         if self._worker is not None:
-            await asyncio.to_thread(self._worker.load, self.timeout_s)
+            await asyncio.to_thread(self._worker.load)
         else:
             await asyncio.to_thread(self.load_blocking)
 
