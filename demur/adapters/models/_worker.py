@@ -100,7 +100,7 @@ class ModelWorker:
     """
 
     def __init__(
-        self, name: str, spec: WorkerSpec, *, grace_s: float = 2.0, load_timeout_s: float = 600.0
+        self, name: str, spec: WorkerSpec, *, grace_s: float = 5.0, load_timeout_s: float = 600.0
     ) -> None:
         self.name = name
         self.spec = spec
