@@ -31,7 +31,7 @@ from demur.calibration.metrics import aurc, auroc, ece
 
 WEAK, STRONG = "qwen2.5-0.5b", "qwen2.5-1.5b"
 ESTIMATOR = "mean_logprob"  # the default config's confidence
-ALPHAS = (0.1, 0.15, 0.2)
+ALPHAS = (0.1, 0.125, 0.15, 0.2)
 DELTA = 0.1
 BOOTSTRAP = 1000
 
@@ -261,17 +261,22 @@ def analyse(records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     }
 
 
-def fit_defaults(records: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+def fit_defaults(
+    records: list[dict[str, Any]], alpha: float, with_weak: bool = True
+) -> dict[str, Any]:
     """The shipped thresholds: fitted on every record (none of them is a demo question)."""
     conf_w, ok_w = column(records, WEAK, ESTIMATOR), column(records, WEAK, "correct")
     conf_s, ok_s = column(records, STRONG, ESTIMATOR), column(records, STRONG, "correct")
-    t_w, t_s = fit_ladder(conf_w, ok_w, conf_s, ok_s, alpha)
+    t_w, t_s = fit_ladder(conf_w, ok_w, conf_s, ok_s, alpha, with_weak)
+    thresholds = {"weak": round(t_w, 4), "strong": round(t_s, 4)}
+    if not with_weak:
+        del thresholds["weak"]
     return {
-        "ladder": f"{WEAK} → {STRONG} → person",
+        "ladder": f"{WEAK} → {STRONG} → person" if with_weak else f"{STRONG} → person",
         "estimator": ESTIMATOR,
         "alpha": alpha,
         "delta": DELTA,
-        "thresholds": {"weak": round(t_w, 4), "strong": round(t_s, 4)},
+        "thresholds": thresholds,
         "fitted_on": f"{len(records)} HaluEval-QA questions outside the demo set",
     }
 
@@ -282,12 +287,15 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--defaults", help="also write the default thresholds here")
     parser.add_argument("--alpha", type=float, default=0.15, help="for --defaults")
+    parser.add_argument(
+        "--without-weak", action="store_true", help="for --defaults: the strong model alone"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     records = load(Path(args.records), (WEAK, STRONG))
     result = analyse(records, args.seed)
     if args.defaults:
-        defaults = fit_defaults(records, args.alpha)
+        defaults = fit_defaults(records, args.alpha, not args.without_weak)
         Path(args.defaults).write_text(json.dumps(defaults, indent=2, ensure_ascii=False) + "\n")
         result["defaults"] = defaults
     report(result, args.json)

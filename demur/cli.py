@@ -230,8 +230,13 @@ def _demo_summary(report: DemoReport) -> Any:
     guarantee = report.guarantee_json()
     if guarantee is not None:
         error = guarantee["observed_error"]
-        observed = "no answers" if error is None else f"observed {error:.0%}"
-        verdict = "[green]held[/green]" if guarantee["held"] else "[red]did not hold[/red]"
+        observed = "no answers"
+        if error is not None:
+            observed = (
+                f"observed {error:.0%} of {guarantee['answered']} answers (95% upper bound "
+                f"{guarantee['error_upper_95']:.0%})"
+            )
+        verdict = "[green]held[/green]" if guarantee["held"] else "[red]above alpha here[/red]"
         table.add_row(
             "error guarantee",
             f"answered error <= {guarantee['alpha']:.0%} with probability "

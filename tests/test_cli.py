@@ -168,7 +168,7 @@ def test_demo_runs_the_real_local_cascade(tmp_path, monkeypatch, capsys):
     assert summary["answered"] + summary["pending_human"] + summary["abstained"] == 3
     names = [s["name"] for s in spans(tmp_path / ".demur" / "traces.jsonl")]
     assert names.count("demur.route") == 3
-    assert "chat weak" in names
+    assert "chat strong" in names  # the default route starts at the strong model
 
 
 @pytest.mark.local_model
@@ -186,7 +186,7 @@ def test_ask_through_the_real_local_models(tmp_path, monkeypatch, capsys):
     assert code == 0
     verdict = Verdict.model_validate_json(capsys.readouterr().out)
     first = verdict.steps[0]
-    assert first.model == "weak" and first.candidate is not None
+    assert first.model == "strong" and first.candidate is not None
     assert first.candidate.tokens  # real per-token logprobs
     assert 0.0 < (first.confidence or 0.0) <= 1.0
     assert textwrap.dedent(verdict.trace_id or "") != ""

@@ -108,6 +108,12 @@ def _upper_bound_numpy(errors: int, k: int, delta: float) -> float:
     return high
 
 
+def error_upper_bound(errors: int, n: int, delta: float) -> float:
+    """The error rate that `errors` wrong answers out of `n` rule out with confidence 1 - delta
+    (one-sided Clopper-Pearson)."""
+    return _upper_bound_numpy(errors, n, delta)
+
+
 def _upper_bounds_scipy(errors: IntArray, k: IntArray, delta: float) -> FloatArray | None:
     """Vectorised Clopper-Pearson upper bounds with scipy, or None when scipy is missing."""
     try:

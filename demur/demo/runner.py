@@ -138,14 +138,25 @@ class DemoReport:
         return None if accuracy is None else 1.0 - accuracy
 
     def guarantee_json(self) -> dict[str, Any] | None:
+        """The error target, what these questions showed, and how loosely so few bound it.
+
+        The guarantee is about the error rate over many questions like those it was fitted on;
+        a few dozen answers estimate that rate only roughly, hence the 95% upper bound.
+        """
         if self.guarantee is None:
             return None
+        from demur.calibration.conformal import error_upper_bound
+
+        graded = [r.correct for r in self.rows if r.correct is not None]
+        wrong = sum(1 for ok in graded if not ok)
         error = self.answered_error
         return {
             "alpha": self.guarantee.alpha,
             "delta": self.guarantee.delta,
             "fitted_on": self.guarantee.fitted_on,
+            "answered": len(graded),
             "observed_error": error,
+            "error_upper_95": error_upper_bound(wrong, len(graded), 0.05) if graded else None,
             "held": error is not None and error <= self.guarantee.alpha,
         }
 
