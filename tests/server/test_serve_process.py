@@ -239,7 +239,7 @@ def test_the_gateway_example_runs_on_the_embedded_defaults(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "demur: action=" in result.stdout and "streamed: " in result.stdout
-    assert "step 0: weak" in result.stdout
+    assert "step 0: strong" in result.stdout  # the default route starts at the strong model
 
 
 @pytest.mark.local_model
@@ -255,7 +255,7 @@ def test_demur_serve_with_the_embedded_defaults_answers_through_the_local_models
         completion = raw.parse()
         assert server.stop() == 0
     demur = (completion.model_extra or {})["demur"]
-    assert demur["steps"][0]["model"] == "weak"
+    assert demur["steps"][0]["model"] == "strong"  # where the default route starts
     assert demur["status"] in ("answered", "pending", "abstained")
     assert raw.headers["x-demur-action"] == demur["action"]
     assert completion.choices[0].message.content
