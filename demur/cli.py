@@ -279,8 +279,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         router = _router(config, telemetry)
         console.print(
-            f"Routing {len(questions)} questions: {' → '.join(router.models)} "
-            f"(policy {router.policy!r})"
+            f"Routing {len(questions)} questions, starting at {router.start} (models: "
+            f"{', '.join(router.models)}; policy {router.policy!r})"
         )
         progress = _progress(console)
         with progress:
