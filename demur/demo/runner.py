@@ -116,8 +116,7 @@ class DemoReport:
 
     def model_call_share(self, model: str) -> float:
         """Share of routed questions on which `model` was called at least once."""
-        calls = sum(1 for r in self.rows if any(s.model == model for s in r.verdict.steps))
-        return calls / len(self.rows) if self.rows else 0.0
+        return self.reached(model) / len(self.rows) if self.rows else 0.0
 
     def reached(self, model: str) -> int:
         """How many questions `model` was asked."""
@@ -132,11 +131,6 @@ class DemoReport:
         """Seconds `model` alone takes to answer every question."""
         return sum(r.baseline_seconds.get(model, 0.0) for r in self.rows)
 
-    @property
-    def answered_error(self) -> float | None:
-        accuracy = self.answered_accuracy
-        return None if accuracy is None else 1.0 - accuracy
-
     def guarantee_json(self) -> dict[str, Any] | None:
         """The error target, what these questions showed, and how loosely so few bound it.
 
@@ -149,7 +143,7 @@ class DemoReport:
 
         graded = [r.correct for r in self.rows if r.correct is not None]
         wrong = sum(1 for ok in graded if not ok)
-        error = self.answered_error
+        error = wrong / len(graded) if graded else None
         return {
             "alpha": self.guarantee.alpha,
             "delta": self.guarantee.delta,
@@ -174,7 +168,6 @@ class DemoReport:
             "model_call_share": {m: self.model_call_share(m) for m in self.models},
             "reached": {m: self.reached(m) for m in self.models},
             "guarantee": self.guarantee_json(),
-            "model_seconds": self.route_s,
             f"always_{largest}_seconds": self.baseline_s(largest),
             "wall_s": self.wall_s,
             "route_s": self.route_s,

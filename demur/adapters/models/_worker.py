@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from demur.errors import (
-    ConfigError,
     ContextOverflowError,
     DemurError,
     ModelCrashedError,
@@ -107,13 +106,11 @@ class ModelWorker:
         self.grace_s = grace_s
         self.load_timeout_s = load_timeout_s
         self._ready = False  # the running child has loaded its weights
-        self.restarts = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
-        self._started = 0
 
     @property
     def pid(self) -> int | None:
@@ -240,9 +237,6 @@ class ModelWorker:
         conn.send(self.spec)
         self._process, self._conn = process, conn
         self._ready = False
-        if self._started:
-            self.restarts += 1
-        self._started += 1
         self._finalizer = weakref.finalize(self, _kill, process, conn)
         return conn
 
@@ -298,7 +292,7 @@ def _describe(exc: BaseException) -> tuple[str, str, dict[str, Any]]:
     if isinstance(exc, ModelError):
         extra = {k: v for k, v in vars(exc).items() if k not in ("model", "retries")}
         return type(exc).__name__, str(exc), extra
-    if isinstance(exc, DemurError | ConfigError):
+    if isinstance(exc, DemurError):
         return PermanentModelError.__name__, str(exc), {}
     return PermanentModelError.__name__, f"{type(exc).__name__}: {exc}", {}
 

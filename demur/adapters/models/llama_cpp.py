@@ -117,8 +117,6 @@ def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
     return min(found) if found else None
 
 
-_Cancelled = Cancelled  # the awaiting task went away; generation stops between tokens
-
 Isolation = Literal["process", "thread"]
 
 # Llama() reads llama_model_default_params() while it loads; loads are serialised so that the
@@ -196,7 +194,7 @@ class _Loaded:
         step = int(self.llm.n_batch)
         for i in range(0, len(tokens), step):
             if cancel.is_set():
-                raise _Cancelled
+                raise Cancelled
             self.llm.eval(tokens[i : i + step])
 
     def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> _Logits:
@@ -473,10 +471,10 @@ class LlamaCppModel:
         """Generate in this process, in the calling thread."""
         with self._lock:
             if cancel.is_set():
-                raise _Cancelled
+                raise Cancelled
             try:
                 return self._generate_locked(request, cancel)
-            except (ModelError, _Cancelled):
+            except (ModelError, Cancelled):
                 raise
             except DemurError as exc:
                 raise PermanentModelError(str(exc), model=self.name) from None
@@ -572,7 +570,7 @@ class LlamaCppModel:
         tokens: list[TokenLogprob] = []
         for step in range(request.max_tokens):
             if cancel.is_set():
-                raise _Cancelled
+                raise Cancelled
             logprobs = _log_softmax(logits) if request.logprobs or request.temperature > 0 else None
             token = self._pick(logits, logprobs, request.temperature, rng)
             if model.is_end(token):
