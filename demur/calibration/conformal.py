@@ -41,19 +41,9 @@ from demur.calibration.calibrators import (
 )
 from demur.calibration.metrics import FloatArray, check_inputs
 from demur.errors import ConfigError
+from demur.errors import NoValidThresholdError as NoValidThresholdError  # re-exported
 
 IntArray = npt.NDArray[np.int64]
-
-
-class NoValidThresholdError(ConfigError):
-    """No threshold meets the requested guarantee on this calibration data.
-
-    `needed` is the least number of accepted examples for which even zero errors would do.
-    """
-
-    def __init__(self, message: str, needed: int) -> None:
-        self.needed = needed
-        super().__init__(message)
 
 
 def examples_needed(alpha: float, delta: float) -> int:

@@ -19,14 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from demur.errors import ConfigError, MissingDependencyError
+from demur.errors import UndefinedMetricError as UndefinedMetricError  # re-exported
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 BinStrategy = Literal["uniform", "quantile"]
-
-
-class UndefinedMetricError(ConfigError):
-    """A metric is undefined on this data, e.g. AUROC when every answer is correct."""
 
 
 # --- input checks -----------------------------------------------------------------------------

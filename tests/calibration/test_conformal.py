@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from demur import ConfigError, Ladder
+from demur import ConfigError, DataError, Ladder
 from demur.calibration.conformal import (
     ConformalThreshold,
     NoValidThresholdError,
@@ -100,7 +100,8 @@ def test_too_few_examples_says_how_many_are_needed():
         ConformalThreshold.fit(c, y, alpha=0.05, delta=0.1)
     except NoValidThresholdError as exc:
         assert exc.needed == 45
-        assert isinstance(exc, ConfigError)
+        assert isinstance(exc, DataError)  # a data problem, not a config mistake
+        assert not isinstance(exc, ConfigError)
 
 
 def test_wrong_answers_at_the_top_are_reported():

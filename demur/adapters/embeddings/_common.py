@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from demur.errors import (
     ConfigError,
     DemurError,
-    MissingPackageError,
-    PermanentModelError,
     unknown_name,
 )
+from demur.errors import EmbeddingError as EmbeddingError  # re-exported
+from demur.errors import MissingEmbedderPackageError as MissingEmbedderPackageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,17 +30,6 @@ DEFAULT_BATCH_SIZE = 32
 
 M = TypeVar("M")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class EmbeddingError(PermanentModelError):
-    """An embedding model failed to load or to embed; `model` names it and the message the fix."""
-
-
-class MissingEmbedderPackageError(MissingPackageError):
-    """A built-in embedder's package is not installed; the message gives the exact fix."""
-
-    extra_name = "embeddings"
-    noun = "embedder"
 
 
 def require_module(module: str, package: str, model: str, fix: str) -> None:

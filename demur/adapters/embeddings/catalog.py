@@ -12,8 +12,8 @@ from types import MappingProxyType
 
 from demur.adapters.embeddings import e5, minilm, mpnet
 from demur.adapters.embeddings._common import DEFAULT_BATCH_SIZE, check_batch_size
-from demur.adapters.embeddings.base import Embedder
 from demur.errors import unknown_name
+from demur.protocols import Embedder
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from demur.errors import ConfigError, MissingDependencyError, MissingPackageError, unknown_name
+from demur.errors import ConfigError, MissingDependencyError, unknown_name
+from demur.errors import MissingModelPackageError as MissingModelPackageError  # re-exported
 from demur.prompts import BRIEF_SYSTEM, DEFAULT_EXAMPLES, ChatPrompt, CompletionPrompt, Prompt
-
-
-class MissingModelPackageError(MissingPackageError):
-    """A built-in model's weights package is not installed; the message gives the exact fix."""
-
-    extra_name = "local"
-    noun = "model"
 
 
 @dataclass(frozen=True)

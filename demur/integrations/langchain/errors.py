@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 
 from demur.errors import (
-    ConfigError,
     ContextOverflowError,
     ModelError,
     ModelNotFoundError,
     ModelTimeoutError,
+    OutputNotTextError,
     PermanentModelError,
     RateLimitError,
     ServerError,
@@ -28,14 +28,6 @@ _OVERFLOW = re.compile(
     r"exceeds? the (model'?s? )?(maximum|max|context)|reduce the length",
     re.IGNORECASE,
 )
-
-
-class OutputNotTextError(PermanentModelError, ConfigError):
-    """A wrapped runnable returned something other than text (a dict, tool calls, an image).
-
-    The route records it like any model failure; `DemurRunnable` then raises it, because the
-    same runnable will fail the same way on every call.
-    """
 
 
 def _snippet(text: str) -> str:
