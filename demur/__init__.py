@@ -6,12 +6,12 @@ answer, retrieve more, escalate to a stronger model, hand the question to a pers
 
 from demur._lazy import lazy_exports as _lazy_exports
 from demur._version import __version__
-from demur.adapters.models.base import Model, Price
 from demur.adapters.models.scripted import Reply, ScriptedModel
-from demur.calibration.base import Calibrator
+from demur.bases import EstimatorBase, GroundingBase, ModelBase, PolicyBase, RetrieverBase
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
+    DataError,
     DeadlineExceededError,
     DemurError,
     EmptyCollectionError,
@@ -30,14 +30,28 @@ from demur.errors import (
     RouteError,
     ServerError,
     TransientModelError,
+    UsageError,
 )
-from demur.estimators.base import Attempt, Estimator, Needs
 from demur.estimators.logprob import GreedyNLL, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb
-from demur.grounding.base import BranchPlan, Grounding, Selection
 from demur.grounding.rag import Rag
-from demur.policies.base import Policy, RouteState
+from demur.policies.basic import Always, FirstOf, HandBackOn, Threshold
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt, FewShotExample, Prompt
+from demur.protocols import (
+    Attempt,
+    BranchPlan,
+    Calibrator,
+    Estimator,
+    Grounding,
+    Model,
+    Needs,
+    Policy,
+    Price,
+    Retriever,
+    RouterSpec,
+    RouteState,
+    Selection,
+)
 from demur.queue import (
     Claim,
     InvalidPayload,
@@ -55,12 +69,11 @@ from demur.queue import (
     verify_webhook,
     wait_verdict,
 )
-from demur.retrieval.base import Retriever
 from demur.router.budget import Budget
-from demur.router.combine import ScoreCombiner
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
 from demur.router.sampling import Sampling
+from demur.scoring import ScoreCombiner
 from demur.types import (
     Abstain,
     Accept,
@@ -131,6 +144,7 @@ __all__ = [
     "Abstain",
     "Accept",
     "Action",
+    "Always",
     "AskHuman",
     "Attempt",
     "Branch",
@@ -150,6 +164,7 @@ __all__ = [
     "ConformalCutoff",
     "ConformalThreshold",
     "ContextOverflowError",
+    "DataError",
     "DeadlineExceededError",
     "Decision",
     "Degree",
@@ -161,14 +176,18 @@ __all__ = [
     "Ensemble",
     "Escalate",
     "Estimator",
+    "EstimatorBase",
     "EstimatorError",
     "EstimatorUnavailable",
     "FewShotExample",
+    "FirstOf",
     "Generation",
     "GenerationRequest",
     "GreedyNLL",
     "Groundedness",
     "Grounding",
+    "GroundingBase",
+    "HandBackOn",
     "HistogramBinningCalibrator",
     "InvalidPayload",
     "InvalidQueryError",
@@ -186,6 +205,7 @@ __all__ = [
     "MissingDependencyError",
     "MissingPackageError",
     "Model",
+    "ModelBase",
     "ModelError",
     "ModelNotFoundError",
     "ModelTimeoutError",
@@ -196,6 +216,7 @@ __all__ = [
     "PermanentModelError",
     "PlattCalibrator",
     "Policy",
+    "PolicyBase",
     "PostgresQueue",
     "Price",
     "Prompt",
@@ -212,12 +233,14 @@ __all__ = [
     "RetrievalSimilarity",
     "RetrieveMore",
     "Retriever",
+    "RetrieverBase",
     "RetryPolicy",
     "ReviewQueue",
     "RouteError",
     "RouteState",
     "Router",
     "RouterConfig",
+    "RouterSpec",
     "SampleAgreement",
     "Sampling",
     "Score",
@@ -230,6 +253,7 @@ __all__ = [
     "SqliteQueue",
     "Step",
     "Telemetry",
+    "Threshold",
     "Ticket",
     "TicketNotFound",
     "TicketRequest",
@@ -237,6 +261,7 @@ __all__ = [
     "TokenLogprob",
     "TransientModelError",
     "Usage",
+    "UsageError",
     "VerbalizedConfidence",
     "Verdict",
     "Webhook",

@@ -159,12 +159,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     config = _load(args)
     telemetry = _telemetry(args, config)
     try:
-        router = _router(config, telemetry)
         query = Query.coerce(args.question)
         if args.context:
             query = Query(args.question, context=tuple(args.context))
-        verdict = router.route(query)
-        router.close()
+        with _router(config, telemetry) as router:  # closed even when the route raises
+            verdict = router.route(query)
     finally:
         telemetry.shutdown()
     if args.json:
@@ -314,38 +313,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- demur eval ------------------------------------------------------------------------------
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_estimators(spec: str) -> list[Any]:
-    """Estimators from 'mean_logprob,agreement:similarity=rougeL:samples=5'."""
-    from demur.errors import ConfigError
-    from demur.estimators.registry import build_estimator
-
-    estimators = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, *pairs = item.split(":")
-        options = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise ConfigError(f"estimator option '{pair}' in '{item}' needs key=value")
-            options[key] = _parse_value(value)
-        estimators.append(build_estimator(name, options))
-    if not estimators:
-        raise ConfigError("--estimators is empty; name at least one, e.g. mean_logprob")
-    return estimators
-
-
 def _eval_model(name: str, config: RouterConfig) -> Any:
     from demur.adapters.models.catalog import BUILTIN_MODELS
     from demur.config import build_model
@@ -361,6 +328,7 @@ def _eval_model(name: str, config: RouterConfig) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from demur.estimators.registry import parse_estimators
     from demur.evaluation.dataset import load_dataset
     from demur.evaluation.report import write_report
     from demur.evaluation.runner import run_eval
@@ -712,7 +680,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     queue = _open_queue(args)
     try:
         if args.action == "export":
-            from demur.queue.export import export_resolved
+            from demur.evaluation.labels import export_resolved
 
             report = export_resolved(
                 queue, args.out, since=_since(args.since), model=args.model, grader=args.grader

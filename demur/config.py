@@ -10,6 +10,7 @@ and the likely fix:
 
 from __future__ import annotations
 
+import inspect
 import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -18,20 +19,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from demur.adapters.models.base import FREE, Model, Price
 from demur.errors import ConfigError, MissingDependencyError, did_you_mean, unknown_name
-from demur.estimators.base import Estimator
-from demur.estimators.registry import ESTIMATORS
+from demur.estimators.registry import ESTIMATORS, estimator_class
 from demur.estimators.registry import build_estimator as build_registered_estimator
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt
+from demur.protocols import FREE, Estimator, Model, Price
 from demur.queue.base import ReviewQueue
 from demur.queue.sqlite import SqliteQueue
 from demur.router.budget import Budget
-from demur.router.combine import CombineMethod
 from demur.router.retry import RetryPolicy
 from demur.router.router import DEFAULT_ABSTAIN_MESSAGE, Router
 from demur.router.sampling import Sampling
+from demur.scoring import CombineMethod
 from demur.types import Abstain, AskHuman, Escalate, RetrieveMore
 
 
@@ -116,11 +116,14 @@ ModelConfig = Annotated[LlamaCppConfig | OpenAIConfig | ScriptedConfig, Field(di
 # --- estimators, policy, queue, budget, tracing ----------------------------------------------
 
 
+# Estimators whose options name files or router models: checked when the router is built.
+_BUILT_LATE = frozenset({"ensemble", "judge", "verbal", "ptrue", "groundedness"})
+
+
 class EstimatorConfig(BaseModel):
     """An estimator by name, with its options (e.g. {name: entropy, top_k: 5}).
 
-    Options are the estimator class's keyword arguments; unknown ones are reported when the
-    router is built, with the options the class accepts.
+    Options are the estimator class's keyword arguments, checked when the config is read.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -146,6 +149,20 @@ class EstimatorConfig(BaseModel):
         if name not in ESTIMATORS:
             raise unknown_name("estimator", name, ESTIMATORS)
         return name
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> EstimatorConfig:
+        """Check the options against the class now, so errors point at the file and line."""
+        accepted = [p for p in inspect.signature(estimator_class(self.name)).parameters]
+        for key in self.options:
+            if key not in accepted:
+                raise ValueError(
+                    f"unknown option '{key}' for estimator '{self.name}'."
+                    f"{did_you_mean(key, accepted)} It accepts: {', '.join(accepted) or 'none'}."
+                )
+        if self.name not in _BUILT_LATE:
+            build_registered_estimator(self.name, self.options)  # a bad value fails here
+        return self
 
 
 class HumanRungOptions(_Section):
@@ -644,3 +661,34 @@ def load_router(path: str | Path | None = None, **overrides: Any) -> Router:
     """A Router from a config file, or from the embedded defaults when `path` is None."""
     config = default_config() if path is None else load_config(path)
     return build_router(config, **overrides)
+
+
+__all__ = [
+    "BudgetConfig",
+    "EstimatorConfig",
+    "GroundingConfig",
+    "HumanRungOptions",
+    "LadderConfig",
+    "LlamaCppConfig",
+    "ModelConfig",
+    "OpenAIConfig",
+    "PromptConfig",
+    "QueueConfig",
+    "RetrievalConfig",
+    "RetrieveMoreOptions",
+    "RetryConfig",
+    "RouterConfig",
+    "RungConfig",
+    "SamplingConfig",
+    "ScriptedConfig",
+    "ScriptedReplyConfig",
+    "TracingConfig",
+    "build_estimator",
+    "build_model",
+    "build_retrieval",
+    "build_router",
+    "default_config",
+    "load_config",
+    "load_router",
+    "parse_config",
+]

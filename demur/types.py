@@ -372,3 +372,10 @@ class Verdict(_Frozen):
     def escalated(self) -> bool:
         """True when more than one model was asked."""
         return len(self.steps) > 1
+
+    @property
+    def text(self) -> str:
+        """What to show the user: the answer, or the message that explains why there is none."""
+        if self.status == "answered":
+            return self.answer or ""
+        return self.message or ""

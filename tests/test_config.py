@@ -161,29 +161,35 @@ def test_the_default_thresholds_are_the_fitted_ones():
     assert set(config.policy.per_model) == set(fitted.thresholds)
 
 
-def test_estimator_options_are_checked_against_the_class(tmp_path):
-    from demur.config import build_router
-
-    config = parse_config(
-        {
-            "models": {"m": {"kind": "scripted", "replies": ["x"]}},
-            "estimators": [{"name": "entropy", "top_kk": 3}],
-            "policy": {"threshold": 0.5},
-        }
+def test_estimator_options_are_checked_when_the_config_is_read(tmp_path):
+    # A misspelt option: the file, the line, the key and the fix, from `config check` onwards.
+    path = write(
+        tmp_path,
+        """\
+        models:
+          m: {kind: scripted, replies: ["x"]}
+        estimators:
+          - name: entropy
+            topk: 5
+        policy:
+          threshold: 0.5
+        """,
     )
-    with pytest.raises(
-        ConfigError, match="estimator 'entropy' has no option 'top_kk'; it accepts: top_k"
-    ):
-        build_router(config)
-    config = parse_config(
-        {
-            "models": {"m": {"kind": "scripted", "replies": ["x"]}},
-            "estimators": [{"name": "entropy", "top_k": 1}],
-            "policy": {"threshold": 0.5},
-        }
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (
+        f"{path}, line 5, estimators[0]: unknown option 'topk' for estimator 'entropy'. "
+        "Did you mean 'top_k'? It accepts: top_k." in str(info.value)
     )
-    with pytest.raises(ConfigError, match="top_k must be in 2..20"):
-        build_router(config)
+    # A value out of range: the constructor's own message, located.
+    with pytest.raises(ConfigError, match=r"estimators\[0\]: .*top_k must be in 2..20"):
+        parse_config(
+            {
+                "models": {"m": {"kind": "scripted", "replies": ["x"]}},
+                "estimators": [{"name": "entropy", "top_k": 1}],
+                "policy": {"threshold": 0.5},
+            }
+        )
 
 
 def test_sampling_section(tmp_path):

@@ -37,3 +37,9 @@ def test_confident_rag():
     assert "indexed 4 passages into 3 collections" in out
     assert out.count("passage=eiffel") == 3  # every embedding model found the right passage
     assert "Confident RAG kept" in out and "situated: kept the" in out
+
+
+def test_custom_components():
+    out = run("custom_components.py")
+    assert "capital of France? -> answered: Paris (weak)" in out
+    assert "capital of Italy? -> answered: Rome (strong)" in out  # escalated, then accepted

@@ -22,7 +22,7 @@ import numpy as np
 from demur.calibration.calibrators import CALIBRATORS, FittedCalibrator, calibrator_from_dict
 from demur.calibration.conformal import ConformalThreshold
 from demur.errors import ConfigError, unknown_name
-from demur.router.combine import ScoreCombiner
+from demur.scoring import ScoreCombiner
 from demur.types import Score
 
 KIND = "demur.calibration"

@@ -6,22 +6,20 @@ every estimator (see `Needs.samples`), not logprobs.
 
 from __future__ import annotations
 
-from demur.adapters.embeddings.base import Embedder
-from demur.errors import EstimatorUnavailable
-from demur.estimators.base import Attempt, Needs
+from demur.bases import EstimatorBase
+from demur.errors import EstimatorUnavailable, check_range
 from demur.estimators.similarity import (
     check_similarity,
     resolve_embedder,
     similarities_to,
 )
+from demur.protocols import Attempt, Embedder, Needs
 from demur.types import Score
 
 
 def check_samples(owner: str, samples: int) -> int:
-    """`samples` when it is a valid sample count; ValueError naming `owner` otherwise."""
-    if not 1 <= samples <= 100:
-        raise ValueError(f"{owner}(samples={samples}): samples must be in 1..100")
-    return samples
+    """`samples` when it is a valid sample count; ConfigError naming `owner` otherwise."""
+    return check_range(owner, "samples", samples, 1, 100, integer=True)
 
 
 def answer_and_samples(attempt: Attempt, name: str, limit: int) -> tuple[str, tuple[str, ...]]:
@@ -42,13 +40,15 @@ def answer_and_samples(attempt: Attempt, name: str, limit: int) -> tuple[str, tu
     return answer, samples
 
 
-class SampleAgreement:
+class SampleAgreement(EstimatorBase):
     """Mean similarity of the samples to the answer.
 
     `value` and `confidence` are both that mean, in [0, 1]: 1 when every sample says what
     the answer says. The name carries the measure (`agreement_rougeL`), so several
     measures can score the same attempt side by side.
     """
+
+    in_process = True
 
     def __init__(
         self,
@@ -71,9 +71,6 @@ class SampleAgreement:
             confidence=min(1.0, max(0.0, mean)),
             detail=f"mean {self.similarity} similarity of {len(samples)} samples to the answer",
         )
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        return self.estimate(attempt)
 
     def __repr__(self) -> str:
         return f"SampleAgreement(similarity={self.similarity!r}, samples={self.samples})"

@@ -24,13 +24,14 @@ import functools
 import inspect
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from demur.bases import EstimatorBase
 from demur.calibration.calibrators import (
     MIN_EXAMPLES,
     FitMetadata,
@@ -51,7 +52,8 @@ from demur.errors import (
     EstimatorUnavailable,
     MissingDependencyError,
 )
-from demur.estimators.base import NOTHING, Attempt, Estimator, Needs
+from demur.protocols import NOTHING, Attempt, Estimator, Needs, check_component
+from demur.scoring import run_estimator, score_in_process
 from demur.types import Score
 
 KIND = "ensemble"
@@ -104,7 +106,7 @@ def _member_options(member: Estimator) -> dict[str, Any]:
     return options
 
 
-class _Unbuilt:
+class _Unbuilt(EstimatorBase):
     """A member known only by name: its stored scores can be combined, not computed."""
 
     needs = NOTHING
@@ -124,6 +126,7 @@ class _Unbuilt:
 def _resolve(member: Estimator | str, options: Mapping[str, Any] | None = None) -> Estimator:
     """An estimator object for a member given as one or by registry name."""
     if not isinstance(member, str):
+        check_component("ensemble member", member, Estimator, "EstimatorBase")
         return member
     from demur.estimators.registry import build_estimator
 
@@ -203,7 +206,7 @@ class _Document(BaseModel):
     metadata: FitMetadata | None = None
 
 
-class Ensemble:
+class Ensemble(EstimatorBase):
     """Combines member estimators' confidences with weights fitted on labelled answers.
 
     `members` are estimators or registry names. `weights` and `imputation` are given per
@@ -212,12 +215,10 @@ class Ensemble:
     `imputation` is the confidence used for a member that produced none (default 0.5, whose
     logit 0 adds nothing). `needs` is the merge of the members' needs.
 
-    When every member computes in-process (has a synchronous `estimate`), so does the
-    ensemble, and the router calls it directly; otherwise `estimate` is None and the router
-    awaits `aestimate`, which runs the members concurrently, each under `member_timeout_s`.
+    When every member computes in-process, so does the ensemble (`in_process`), and the
+    router calls `estimate` directly; otherwise the router awaits `aestimate`, which runs the
+    members concurrently, each under `member_timeout_s`.
     """
-
-    estimate: Callable[[Attempt], Score] | None
 
     def __init__(
         self,
@@ -262,9 +263,7 @@ class Ensemble:
             if not all(0.0 <= v <= 1.0 for v in values):
                 raise ConfigError(f"Ensemble imputation values are confidences in [0, 1]: {values}")
             self.imputation = np.array(values)
-        sync = [getattr(m, "estimate", None) for m in built]
-        self._sync: list[Callable[[Attempt], object]] = [f for f in sync if callable(f)]
-        self.estimate = self._estimate_in_process if len(self._sync) == len(built) else None
+        self.in_process = all(m.in_process for m in built)
 
     # --- combining ----------------------------------------------------------------------------
 
@@ -352,46 +351,28 @@ class Ensemble:
     # --- as an estimator ----------------------------------------------------------------------
 
     @staticmethod
-    def _outcome(score: object) -> float | str:
-        if not isinstance(score, Score):
-            return f"failed: returned {type(score).__name__}, not a demur.Score"
+    def _outcome(score: Score) -> float | str:
+        """A member's confidence, or why it has none."""
+        if score.status == "timeout":
+            return "timeout"
         if score.confidence is None:
             return f"{score.status}: {score.detail or 'no confidence'}"
         return float(score.confidence)
 
-    @staticmethod
-    def _reason(exc: Exception) -> str:
-        if isinstance(exc, EstimatorUnavailable):
-            return f"unavailable: {exc}"
-        if isinstance(exc, TimeoutError):
-            return "timeout"
-        return f"failed: {type(exc).__name__}: {exc}"
-
-    def _estimate_in_process(self, attempt: Attempt) -> Score:
+    def estimate(self, attempt: Attempt) -> Score:
+        """Score in-process; only when every member computes in-process (`in_process`)."""
+        if not self.in_process:
+            return super().estimate(attempt)
         self._require_ready()
-        results: list[float | str] = []
-        for estimate in self._sync:
-            try:
-                results.append(self._outcome(estimate(attempt)))
-            except Exception as exc:
-                results.append(self._reason(exc))
-        return self._score(results)
-
-    async def _run(self, member: Estimator, attempt: Attempt) -> float | str:
-        try:
-            sync = getattr(member, "estimate", None)
-            if callable(sync):
-                return self._outcome(sync(attempt))
-            async with asyncio.timeout(self.member_timeout_s):
-                return self._outcome(await member.aestimate(attempt))
-        except Exception as exc:
-            return self._reason(exc)
+        return self._score([self._outcome(score_in_process(m, attempt)) for m in self.members])
 
     async def aestimate(self, attempt: Attempt) -> Score:
         """Run the members concurrently, then combine; missing members are imputed."""
         self._require_ready()
-        results = await asyncio.gather(*(self._run(m, attempt) for m in self.members))
-        return self._score(results)
+        scores = await asyncio.gather(
+            *(run_estimator(m, attempt, self.member_timeout_s) for m in self.members)
+        )
+        return self._score([self._outcome(score) for score in scores])
 
     # --- fitting ------------------------------------------------------------------------------
 

@@ -17,12 +17,11 @@ is unavailable when the answer has no passages or is empty; an answer that decli
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
-from demur.adapters.embeddings.base import Embedder
+from demur.bases import EstimatorBase
 from demur.errors import ConfigError, EstimatorUnavailable, unknown_name
-from demur.estimators.base import NOTHING, Attempt, Needs
 from demur.estimators.judge import NO_WORDS, YES_WORDS, parse_verdict
 from demur.estimators.ptrue import TOP_K, binary_mass
 from demur.estimators.similarity import check_similarity, resolve_embedder, similarities_to
@@ -33,10 +32,11 @@ from demur.estimators.verbal import (
     grading_body,
     quote,
 )
+from demur.protocols import NOTHING, Attempt, Embedder, Needs
 from demur.types import Completion, GenerationRequest, Message, Score
 
 if TYPE_CHECKING:
-    from demur.adapters.models.base import Model
+    from demur.protocols import Model
 
 Method = Literal["lexical", "embedding", "judge"]
 METHODS: tuple[Method, ...] = get_args(Method)
@@ -198,7 +198,7 @@ def read_support(completion: Completion) -> tuple[float, str] | None:
 # --- the estimator ----------------------------------------------------------------------------
 
 
-class Groundedness:
+class Groundedness(EstimatorBase):
     """How far the candidate's passages support its answer, in [0, 1].
 
     `method` is "lexical" (content-word overlap), "embedding" (the best claim-to-sentence
@@ -243,10 +243,8 @@ class Groundedness:
         self.asker = ModelAsker(judge, style)
         label = self.asker.label
         self.name = f"groundedness_{method}" + (f"_{label}" if label else "")
-        # The router calls `estimate` when it is there; the judge asks a model, so it has none.
-        self.estimate: Callable[[Attempt], Score] | None = (
-            None if method == "judge" else self._score
-        )
+        # The judge asks a model; the other methods compute in-process.
+        self.in_process = method != "judge"
 
     # --- inputs shared by every method ---
 
@@ -325,6 +323,11 @@ class Groundedness:
             )
         probability, detail = reading
         return Score(estimator=self.name, value=probability, confidence=probability, detail=detail)
+
+    def estimate(self, attempt: Attempt) -> Score:
+        if not self.in_process:
+            return super().estimate(attempt)
+        return self._score(attempt)
 
     async def aestimate(self, attempt: Attempt) -> Score:
         if self.method == "judge":

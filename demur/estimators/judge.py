@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
-from demur.errors import ConfigError, EstimatorUnavailable
-from demur.estimators.base import NOTHING, Attempt, Needs
+from demur.bases import EstimatorBase
+from demur.errors import ConfigError, EstimatorUnavailable, check_range
 from demur.estimators.ptrue import TOP_K, binary_mass, normalize_token
 from demur.estimators.verbal import (
     GradedExample,
@@ -22,10 +22,11 @@ from demur.estimators.verbal import (
     few_shot_prompt,
     quote,
 )
+from demur.protocols import NOTHING, Attempt, Needs
 from demur.types import Completion, GenerationRequest, Score
 
 if TYPE_CHECKING:
-    from demur.adapters.models.base import Model
+    from demur.protocols import Model
 
 JudgeMode = Literal["yes_no", "score"]
 MODES: tuple[str, ...] = ("yes_no", "score")
@@ -86,7 +87,7 @@ def _score_reply(example: GradedExample) -> str:
     return str(round(example.confidence / 10))
 
 
-class LLMJudge:
+class LLMJudge(EstimatorBase):
     """A judge model grades the candidate answer.
 
     `judge` is a router model's name or a Model object outside the cascade; its name is part
@@ -117,11 +118,9 @@ class LLMJudge:
             raise ConfigError(
                 f"LLMJudge(mode={mode!r}): use 'yes_no' (probability of yes) or 'score' (0-10)"
             )
-        if max_tokens < 1:
-            raise ConfigError(f"LLMJudge(max_tokens={max_tokens}): must be >= 1")
+        self.max_tokens = check_range("LLMJudge", "max_tokens", max_tokens, 1, integer=True)
         self.asker = ModelAsker(judge, style)
         self.mode: JudgeMode = mode
-        self.max_tokens = max_tokens
         self.name = f"judge_{self.asker.label}" + ("_score" if mode == "score" else "")
 
     def _request(self, attempt: Attempt, chat: bool) -> GenerationRequest:

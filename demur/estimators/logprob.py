@@ -7,18 +7,20 @@ carries on under its policy.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 
-from demur.errors import EstimatorUnavailable
-from demur.estimators.base import Attempt, Needs
+from demur.bases import EstimatorBase
+from demur.errors import EstimatorUnavailable, check_range
+from demur.protocols import Attempt, Needs
 from demur.types import Score, TokenLogprob
 
 
-class TokenLogprobEstimator(ABC):
+class TokenLogprobEstimator(EstimatorBase):
     """Base for estimators that are a pure function of the answer's tokens."""
 
     name: str = "token_logprob"
     needs: Needs = Needs(logprobs=True)
+    in_process = True
 
     @abstractmethod
     def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
@@ -36,9 +38,6 @@ class TokenLogprobEstimator(ABC):
 
     def estimate(self, attempt: Attempt) -> Score:
         return self.score(attempt.candidate.tokens)
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        return self.estimate(attempt)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -78,6 +77,16 @@ class GreedyNLL(TokenLogprobEstimator):
         return nll, math.exp(-nll)
 
 
+def token_entropy(token: TokenLogprob, top_k: int) -> float:
+    """The token's entropy over its top-k alternatives, normalised to [0, 1].
+
+    The probability mass outside the top k counts as one more outcome. Needs >= 2 alternatives.
+    """
+    probs = [math.exp(a.logprob) for a in token.top[:top_k]]
+    outcomes = [*probs, max(0.0, 1.0 - sum(probs))]
+    return -sum(p * math.log(p) for p in outcomes if p > 0.0) / math.log(len(outcomes))
+
+
 class MeanTokenEntropy(TokenLogprobEstimator):
     """Mean per-token entropy over the top-k alternatives.
 
@@ -89,9 +98,7 @@ class MeanTokenEntropy(TokenLogprobEstimator):
     name = "entropy"
 
     def __init__(self, top_k: int = 5) -> None:
-        if not 2 <= top_k <= 20:
-            raise ValueError(f"MeanTokenEntropy(top_k={top_k}): top_k must be in 2..20")
-        self.top_k = top_k
+        self.top_k = check_range("MeanTokenEntropy", "top_k", top_k, 2, 20, integer=True)
         self.needs = Needs(logprobs=True, top_logprobs=top_k)
 
     def compute(self, tokens: tuple[TokenLogprob, ...]) -> tuple[float, float]:
@@ -102,11 +109,7 @@ class MeanTokenEntropy(TokenLogprobEstimator):
                     "entropy needs at least 2 top-k alternatives per token; "
                     "this backend returned fewer"
                 )
-            probs = [math.exp(a.logprob) for a in token.top[: self.top_k]]
-            rest = max(0.0, 1.0 - sum(probs))
-            outcomes = [*probs, rest]
-            h = -sum(p * math.log(p) for p in outcomes if p > 0.0)
-            entropies.append(h / math.log(len(outcomes)))
+            entropies.append(token_entropy(token, self.top_k))
         mean = sum(entropies) / len(entropies)
         return mean, 1.0 - mean
 

@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from demur.bases import EstimatorBase
 from demur.errors import EstimatorUnavailable
-from demur.estimators.base import NOTHING, Attempt, Needs
 from demur.estimators.verbal import (
     ModelAsker,
     PromptStyle,
@@ -21,10 +21,11 @@ from demur.estimators.verbal import (
     few_shot_prompt,
     quote,
 )
+from demur.protocols import NOTHING, Attempt, Needs
 from demur.types import Completion, GenerationRequest, Score, TokenAlternative
 
 if TYPE_CHECKING:
-    from demur.adapters.models.base import Model
+    from demur.protocols import Model
 
 TRUE_WORDS = frozenset({"true", "a", "yes", "correct"})
 FALSE_WORDS = frozenset({"false", "b", "no", "incorrect"})
@@ -59,7 +60,7 @@ PTRUE_QUESTION = "Is the proposed answer:\n (A) True\n (B) False\nThe proposed a
 PTRUE_INSTRUCTION = f"{PTRUE_QUESTION}\n\nReply with one word: True or False."
 
 
-class PTrue:
+class PTrue(EstimatorBase):
     """P(True) self-evaluation: the probability the model gives to "the answer is True".
 
     `model` is who is asked: None for the model that wrote the answer (as in the paper), a

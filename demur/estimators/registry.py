@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from demur.errors import ConfigError, unknown_name
-from demur.estimators.base import Estimator
+from demur.protocols import Estimator
 
 ESTIMATORS: dict[str, str] = {
     "mean_logprob": "demur.estimators.logprob:MeanTokenLogprob",
@@ -61,3 +61,34 @@ def build_estimator(name: str, options: Mapping[str, Any] | None = None) -> Esti
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"estimator '{name}' rejected its options {options}: {exc}") from None
     return estimator
+
+
+def _option_value(text: str) -> bool | int | float | str:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_estimators(spec: str) -> list[Estimator]:
+    """Estimators from a spec such as 'mean_logprob,agreement:similarity=rougeL:samples=5':
+    comma-separated names, each with optional `:key=value` options (true/false and numbers
+    are converted)."""
+    estimators = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, *pairs = item.split(":")
+        options: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ConfigError(f"estimator option '{pair}' in '{item}' needs key=value")
+            options[key] = _option_value(value)
+        estimators.append(build_estimator(name, options))
+    if not estimators:
+        raise ConfigError(f"no estimator named in {spec!r}; name at least one, e.g. mean_logprob")
+    return estimators

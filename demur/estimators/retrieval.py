@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 from typing import Literal, get_args
 
+from demur.bases import EstimatorBase
 from demur.errors import ConfigError, EstimatorUnavailable, unknown_name
-from demur.estimators.base import NOTHING, Attempt, Needs
+from demur.protocols import NOTHING, Attempt, Needs
 from demur.types import Document, Score
 
 Statistic = Literal["top1", "margin", "mean"]
@@ -35,7 +36,7 @@ def _clip(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-class RetrievalSimilarity:
+class RetrievalSimilarity(EstimatorBase):
     """Confidence from the similarity scores of the candidate's retrieved passages.
 
     `statistic` is "top1", "margin" or "mean" (of the top `k`); the estimator is named
@@ -50,6 +51,7 @@ class RetrievalSimilarity:
     """
 
     needs: Needs = NOTHING
+    in_process = True
 
     def __init__(self, statistic: Statistic = "top1", k: int = 5) -> None:
         if statistic not in STATISTICS:
@@ -95,9 +97,6 @@ class RetrievalSimilarity:
             )
         value, detail = self.compute(scores)
         return Score(estimator=self.name, value=value, confidence=_clip(value), detail=detail)
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        return self.estimate(attempt)
 
     def __repr__(self) -> str:
         return f"RetrievalSimilarity(statistic={self.statistic!r}, k={self.k})"

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from demur.estimators.base import Needs
 from demur.estimators.logprob import TokenLogprobEstimator
+from demur.protocols import Needs
 from demur.types import TokenLogprob
 
 if TYPE_CHECKING:
-    from demur.adapters.embeddings.base import Embedder
+    from demur.protocols import Embedder
 
 CONTENT = 1.0
 FUNCTION = 0.1

@@ -22,16 +22,15 @@ least one sample, and reads only the first `samples` of those the router drew.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from demur.adapters.embeddings.base import Embedder
-from demur.errors import EstimatorUnavailable
-from demur.estimators.base import Attempt, Needs
+from demur.bases import EstimatorBase
+from demur.errors import ConfigError, EstimatorUnavailable, check_range
 from demur.estimators.consistency import answer_and_samples, check_samples
 from demur.estimators.similarity import (
     Similarity,
@@ -39,6 +38,7 @@ from demur.estimators.similarity import (
     resolve_embedder,
     similarity_matrix,
 )
+from demur.protocols import Attempt, Embedder, Needs
 from demur.types import Score, TokenLogprob
 
 Matrix = npt.NDArray[np.float64]
@@ -165,15 +165,14 @@ def _clip(x: float) -> float:
 def _check_threshold(owner: str, measure: Similarity, threshold: float | None) -> float:
     if threshold is None:
         return DEFAULT_CLUSTER_THRESHOLDS[measure]
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"{owner}(threshold={threshold}): threshold must be in (0, 1]")
-    return threshold
+    return check_range(owner, "threshold", threshold, 0.0, 1.0, lo_open=True)
 
 
-class SemanticEstimator(ABC):
+class SemanticEstimator(EstimatorBase):
     """Base of the estimators that score the answer against its samples' similarity graph."""
 
     name: str = "semantic"
+    in_process = True
 
     def __init__(
         self,
@@ -195,9 +194,6 @@ class SemanticEstimator(ABC):
         matrix = similarity_matrix((answer, *samples), self.similarity, self.embedder)
         value, confidence, detail = self.compute(matrix, attempt)
         return Score(estimator=self.name, value=value, confidence=_clip(confidence), detail=detail)
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        return self.estimate(attempt)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(similarity={self.similarity!r}, samples={self.samples})"
@@ -264,12 +260,15 @@ class Eccentricity(SemanticEstimator):
         eigenvalue_threshold: float = DEFAULT_EIGENVALUE_THRESHOLD,
     ) -> None:
         super().__init__(similarity, samples, embedder)
-        if not 0.0 < eigenvalue_threshold <= 2.0:
-            raise ValueError(
-                f"Eccentricity(eigenvalue_threshold={eigenvalue_threshold}): the eigenvalues "
-                "of a normalised Laplacian lie in [0, 2], so the threshold must be in (0, 2]"
-            )
-        self.eigenvalue_threshold = eigenvalue_threshold
+        self.eigenvalue_threshold = check_range(
+            "Eccentricity",
+            "eigenvalue_threshold",
+            eigenvalue_threshold,
+            0.0,
+            2.0,
+            lo_open=True,
+            hint="the eigenvalues of a normalised Laplacian lie in [0, 2]",
+        )
 
     def compute(self, similarity: Matrix, attempt: Attempt) -> tuple[float, float, str]:
         m = similarity.shape[0]
@@ -334,12 +333,12 @@ class SemanticEntropy(SemanticEstimator):
         super().__init__(similarity, samples, embedder)
         self.threshold = _check_threshold(type(self).__name__, self.similarity, threshold)
         if confidence not in ("cluster", "entropy"):
-            raise ValueError(
+            raise ConfigError(
                 f"SemanticEntropy(confidence={confidence!r}): choose 'cluster' (the answer's "
                 "set probability) or 'entropy' (1 - SE / log k)"
             )
         if confidence == "entropy" and samples < 2:
-            raise ValueError(
+            raise ConfigError(
                 "SemanticEntropy(confidence='entropy') normalises by log(samples): "
                 f"ask for samples >= 2, got {samples}"
             )

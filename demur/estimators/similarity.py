@@ -21,9 +21,9 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-from demur.adapters.embeddings.base import Embedder
 from demur.correctness import normalize_answer
 from demur.errors import ConfigError, unknown_name
+from demur.protocols import Embedder
 
 Similarity = Literal["exact", "jaccard", "rougeL", "embedding"]
 SIMILARITIES: tuple[Similarity, ...] = get_args(Similarity)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from demur.bases import EstimatorBase
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
@@ -19,13 +20,14 @@ from demur.errors import (
     EstimatorUnavailable,
     ModelNotFoundError,
     PermanentModelError,
+    check_range,
 )
-from demur.estimators.base import NOTHING, Attempt, Needs
 from demur.prompts import ChatPrompt, CompletionPrompt
+from demur.protocols import NOTHING, Attempt, Needs
 from demur.types import Completion, GenerationRequest, Message, Query, Score
 
 if TYPE_CHECKING:
-    from demur.adapters.models.base import Model
+    from demur.protocols import Model
 
 PromptStyle = Literal["auto", "chat", "completion"]
 STYLES: tuple[str, ...] = ("auto", "chat", "completion")
@@ -394,7 +396,7 @@ VERBAL_INSTRUCTION = (
 VERBAL_CUE = "Confidence that the proposed answer is correct (0-100%):"
 
 
-class VerbalizedConfidence:
+class VerbalizedConfidence(EstimatorBase):
     """Asks the model how confident it is that the answer is correct, and parses the reply.
 
     `model` is who is asked: None for the model that wrote the answer (self-assessment), a
@@ -412,10 +414,10 @@ class VerbalizedConfidence:
         style: PromptStyle = "auto",
         max_tokens: int = 16,
     ) -> None:
-        if max_tokens < 1:
-            raise ConfigError(f"VerbalizedConfidence(max_tokens={max_tokens}): must be >= 1")
+        self.max_tokens = check_range(
+            "VerbalizedConfidence", "max_tokens", max_tokens, 1, integer=True
+        )
         self.asker = ModelAsker(model, style)
-        self.max_tokens = max_tokens
         label = self.asker.label
         self.name = f"verbal_{label}" if label else "verbal"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from demur.adapters.models.base import Model
 from demur.errors import ModelError
 from demur.prompts import CompletionPrompt
+from demur.protocols import Model
 from demur.types import GenerationRequest, Message
 
 _INSTRUCTION = (

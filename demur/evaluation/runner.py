@@ -10,42 +10,33 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demur.adapters.models.base import Model
 from demur.adapters.models.replay import ReplayModel
 from demur.correctness import check_grader, grade
 from demur.errors import ConfigError
-from demur.estimators.base import Estimator
 from demur.evaluation.dataset import EvalDataset, EvalItem
 from demur.evaluation.grading import JudgeGrader
-from demur.policies.base import RouteState
+from demur.policies.basic import Always
+from demur.protocols import Estimator, Model
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
 from demur.router.sampling import Sampling
-from demur.types import Accept, Decision, Query, Step
+from demur.types import Accept, Query, Step
 
 RESULTS = "results.jsonl"
 SETTINGS = "run.json"
 
 
-class _AcceptEverything:
-    """The eval's policy: every answer is scored, none is routed elsewhere.
-
-    It has no threshold, so adaptive sampling stops only when the samples agree.
-    """
-
-    name = "accept-everything"
-
-    def validate(self, models: Collection[str], has_queue: bool) -> None:
-        pass
-
-    def decide(self, state: RouteState) -> Decision:
-        return Decision(action=Accept(), reason="evaluation: every answer is scored")
+# The eval's policy: every answer is scored, none is routed elsewhere. It has no threshold, so
+# adaptive sampling stops only when the samples agree.
+_SCORE_EVERY_ANSWER = Always(
+    Accept(), "evaluation: every answer is scored", name="accept-everything"
+)
 
 
 @dataclass
@@ -164,7 +155,7 @@ async def run_eval(
     router = Router(
         [target],
         estimators=estimators,
-        policy=_AcceptEverything(),
+        policy=_SCORE_EVERY_ANSWER,
         sampling=sampling,
         estimator_timeout_s=estimator_timeout_s,
         budget=Budget(max_steps=1, deadline_s=3600),

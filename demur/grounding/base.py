@@ -10,66 +10,10 @@ then decides on that answer as on any other.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
-from demur.types import Branch, Query, RetrieveMore
-
-
-@dataclass(frozen=True)
-class BranchPlan:
-    """One answer to write within an attempt.
-
-    - `retriever`: retrieve with this retriever first; None means no retrieval;
-    - `k`, `cutoff`, `rewrite`: how many passages, whether to apply the retriever's fitted
-      similarity cutoff, whether the model rewrites the question into a search query first;
-    - `use_context`: False answers closed-book even when the caller gave context;
-    - `question`: the text the model sees instead of the question (self-guided prompts);
-    - `documents_from`: reuse the passages another branch retrieved instead of retrieving.
-    """
-
-    name: str
-    retriever: str | None = None
-    k: int = 5
-    cutoff: bool = False
-    rewrite: bool = False
-    use_context: bool = True
-    question: str | None = None
-    documents_from: str | None = None
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The branch to keep (None when no branch produced an answer), its confidence, and why."""
-
-    branch: str | None
-    confidence: float | None
-    reason: str
-
-
-@runtime_checkable
-class Grounding(Protocol):
-    """Plans the branches of an attempt and selects among them. `select` must be pure.
-
-    A grounding may also define `followup(query, branches) -> BranchPlan | None`: one more
-    branch to run once the first ones are scored (a prompt that shows the model both answers).
-    """
-
-    name: str
-
-    def plan(
-        self, query: Query, retrievers: Sequence[str], more: RetrieveMore | None
-    ) -> tuple[BranchPlan, ...]:
-        """The branches for this attempt; `more` is the RetrieveMore that led to it, if any."""
-        ...
-
-    def select(self, query: Query, branches: Sequence[Branch]) -> Selection:
-        """Which branch's answer to keep, and with what confidence."""
-        ...
-
-    def validate(self, retrievers: Collection[str]) -> None:
-        """Raise ConfigError if the grounding names a retriever the router lacks."""
-        ...
+from demur.bases import GroundingBase
+from demur.protocols import BranchPlan, Grounding, Selection
+from demur.types import Branch, RetrieveMore
 
 
 def apply_more(plan: BranchPlan, more: RetrieveMore | None) -> BranchPlan:
@@ -107,3 +51,14 @@ def check_retrievers(owner: str, named: Sequence[str], retrievers: Collection[st
                 f"{owner} refers to retriever '{name}', which the router does not have."
                 f"{did_you_mean(name, retrievers)} Retrievers: {known}."
             )
+
+
+__all__ = [
+    "BranchPlan",
+    "Grounding",
+    "GroundingBase",
+    "Selection",
+    "apply_more",
+    "best_answered",
+    "check_retrievers",
+]

@@ -8,11 +8,13 @@ agreement across independent retrievals is evidence too.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
+from demur.bases import GroundingBase
 from demur.correctness import normalize_answer, token_f1
 from demur.errors import ConfigError
-from demur.grounding.base import BranchPlan, Selection, apply_more, check_retrievers
+from demur.grounding.base import apply_more, check_retrievers
+from demur.protocols import BranchPlan, RouterSpec, Selection
 from demur.types import Branch, Query, RetrieveMore
 
 
@@ -24,7 +26,7 @@ def answers_agree(a: str, b: str, *, f1: float = 0.5) -> bool:
     return na == nb or token_f1(a, b) >= f1
 
 
-class ConfidentRag:
+class ConfidentRag(GroundingBase):
     """One branch per retriever (all the router's, unless named); keep the most confident.
 
     `agreement_bonus` adds bonus × (share of the other branches whose answer agrees) to each
@@ -56,7 +58,8 @@ class ConfidentRag:
         self.k = k
         self.agreement_bonus = agreement_bonus
 
-    def validate(self, retrievers: Collection[str]) -> None:
+    def validate(self, spec: RouterSpec) -> None:
+        retrievers = spec.retrievers
         if self.retrievers is not None:
             check_retrievers("ConfidentRag", self.retrievers, retrievers)
         elif len(retrievers) < 2:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
+from demur.bases import GroundingBase
 from demur.errors import ConfigError
-from demur.grounding.base import BranchPlan, Selection, apply_more, check_retrievers
+from demur.grounding.base import apply_more, check_retrievers
+from demur.protocols import BranchPlan, RouterSpec, Selection
 from demur.types import Branch, Query, RetrieveMore
 
 
-class Rag:
+class Rag(GroundingBase):
     """Answer from the passages of one retriever (the router's first, unless named).
 
     Without retrievers, or when the caller passed context with the query, the model answers
@@ -25,8 +27,8 @@ class Rag:
         self.retriever = retriever
         self.k = k
 
-    def validate(self, retrievers: Collection[str]) -> None:
-        check_retrievers("Rag", [self.retriever] if self.retriever else [], retrievers)
+    def validate(self, spec: RouterSpec) -> None:
+        check_retrievers("Rag", [self.retriever] if self.retriever else [], spec.retrievers)
 
     def plan(
         self, query: Query, retrievers: Sequence[str], more: RetrieveMore | None

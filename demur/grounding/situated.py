@@ -17,16 +17,17 @@ Situated Faithfulness to External Contexts". Everything here is pure; the router
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from demur.bases import GroundingBase
 from demur.correctness import normalize_answer
 from demur.errors import ConfigError
-from demur.estimators.base import Needs
-from demur.grounding.base import BranchPlan, Selection, apply_more, check_retrievers
+from demur.estimators.logprob import token_entropy
+from demur.grounding.base import apply_more, check_retrievers
 from demur.grounding.confident_rag import answers_agree
+from demur.protocols import BranchPlan, Needs, RouterSpec, Selection
 from demur.types import Branch, Candidate, Query, RetrieveMore, TokenLogprob
 
 INTERNAL, CONTEXT, SELF_GUIDED = "closed_book", "context", "self_guided"
@@ -40,12 +41,7 @@ def mean_entropy(tokens: Sequence[TokenLogprob] | None, top_k: int = TOP_K) -> f
     """
     if not tokens or any(len(t.top) < 2 for t in tokens):
         return None
-    total = 0.0
-    for token in tokens:
-        probs = [math.exp(a.logprob) for a in token.top[:top_k]]
-        outcomes = [*probs, max(0.0, 1.0 - sum(probs))]
-        total += -sum(p * math.log(p) for p in outcomes if p > 0) / math.log(len(outcomes))
-    return total / len(tokens)
+    return sum(token_entropy(token, top_k) for token in tokens) / len(tokens)
 
 
 def confidence_gain(internal: Candidate | None, context: Candidate | None) -> float | None:
@@ -126,7 +122,7 @@ SCR_TEMPLATE = (
 )
 
 
-class Situated:
+class Situated(GroundingBase):
     """Answer closed-book and with context, then trust whichever deserves it.
 
     `method="rcr"` applies the rules below; `method="scr"` adds a third, self-guided answer
@@ -144,6 +140,10 @@ class Situated:
     """
 
     name = "situated"
+    # The names of the branches a step records, to read them back from a verdict.
+    INTERNAL = INTERNAL
+    CONTEXT = CONTEXT
+    SELF_GUIDED = SELF_GUIDED
 
     def __init__(
         self,
@@ -175,8 +175,9 @@ class Situated:
         # The Confidence Gain compares token entropies: both answers need top-k logprobs.
         self.needs = Needs(logprobs=True, top_logprobs=TOP_K)
 
-    def validate(self, retrievers: Collection[str]) -> None:
-        check_retrievers("Situated", [self.retriever] if self.retriever else [], retrievers)
+    def validate(self, spec: RouterSpec) -> None:
+        named = [self.retriever] if self.retriever else []
+        check_retrievers("Situated", named, spec.retrievers)
 
     def plan(
         self, query: Query, retrievers: Sequence[str], more: RetrieveMore | None

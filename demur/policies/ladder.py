@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from demur.bases import PolicyBase
 from demur.errors import ConfigError, did_you_mean
-from demur.policies.base import RouteState
+from demur.protocols import RouterSpec, RouteState
 from demur.types import Abstain, Accept, AskHuman, Decision, Escalate, RetrieveMore
 
 Rung = Escalate | RetrieveMore | AskHuman | Abstain
@@ -32,7 +33,7 @@ def _check_threshold(name: str, value: float | ThresholdLike) -> float:
     return float(value)
 
 
-class Ladder:
+class Ladder(PolicyBase):
     """Accept when confidence >= threshold; otherwise take the next rung in order.
 
     Rungs are `Escalate(model)`, `RetrieveMore(...)`, `AskHuman()` and `Abstain(message)`. An
@@ -72,7 +73,9 @@ class Ladder:
     def threshold_for(self, model: str) -> float:
         return self.per_model.get(model, self.threshold)
 
-    def validate(self, models: Collection[str], has_queue: bool) -> None:
+    def validate(self, spec: RouterSpec) -> None:
+        """ConfigError if a rung or threshold names a model, retriever or queue the router lacks."""
+        models, retrievers = spec.models, spec.retrievers
         named = [r.model for r in self.rungs if isinstance(r, Escalate)] + list(self.per_model)
         named += [r.model for r in self.rungs if isinstance(r, RetrieveMore) and r.model]
         for model in named:
@@ -81,14 +84,11 @@ class Ladder:
                     f"ladder refers to model '{model}', which the router does not have."
                     f"{did_you_mean(model, models)} Models: {', '.join(models)}."
                 )
-        if not has_queue and any(isinstance(r, AskHuman) for r in self.rungs):
+        if not spec.has_queue and any(isinstance(r, AskHuman) for r in self.rungs):
             raise ConfigError(
                 "ladder has an AskHuman rung but the router has no review queue; "
                 "pass queue=SqliteQueue('demur-queue.db') (or `queue:` in the config)."
             )
-
-    def validate_retrievers(self, retrievers: Collection[str]) -> None:
-        """ConfigError if a RetrieveMore rung cannot be carried out by the router's retrievers."""
         wanted = [r for r in self.rungs if isinstance(r, RetrieveMore)]
         if wanted and not retrievers:
             raise ConfigError(

@@ -7,12 +7,12 @@ Importing this package does not import chromadb; the chroma adapter (`ChromaStor
 from typing import TYPE_CHECKING
 
 from demur._lazy import lazy_exports as _lazy_exports
-from demur.retrieval.base import Retriever
+from demur.protocols import Retriever
 
 if TYPE_CHECKING:
     from demur.retrieval.chroma import ChromaRetriever, ChromaStore, DemurEmbeddingFunction
     from demur.retrieval.chunking import chunk_text
-    from demur.retrieval.cutoff import ConformalCutoff
+    from demur.retrieval.cutoff import ConformalCutoff, gold_similarities, realised_coverage
     from demur.retrieval.indexing import (
         BadRow,
         FailedChunk,
@@ -31,7 +31,9 @@ _LAZY = {
     "ChromaRetriever": "demur.retrieval.chroma",
     "ChromaStore": "demur.retrieval.chroma",
     "DemurEmbeddingFunction": "demur.retrieval.chroma",
-    "ConformalCutoff": "demur.retrieval.cutoff",
+    **dict.fromkeys(
+        ("ConformalCutoff", "gold_similarities", "realised_coverage"), "demur.retrieval.cutoff"
+    ),
     "chunk_text": "demur.retrieval.chunking",
     **dict.fromkeys(
         (
@@ -65,8 +67,10 @@ __all__ = [
     "Retriever",
     "SourceChunk",
     "chunk_text",
+    "gold_similarities",
     "index_chunks",
     "index_paths",
     "read_sources",
+    "realised_coverage",
     "source_files",
 ]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from demur.adapters.embeddings import Embedder, load_embedder
+from demur.adapters.embeddings.catalog import BUILTIN_EMBEDDERS
+from demur.bases import RetrieverBase
 from demur.errors import (
     ConfigError,
     EmptyCollectionError,
@@ -314,7 +316,7 @@ def _similarity(distance: float, space: str) -> float:
     return min(1.0, max(-1.0, similarity))
 
 
-class ChromaRetriever:
+class ChromaRetriever(RetrieverBase):
     """Finds the passages most similar to a query in one embedder's chroma collection.
 
     `name` is the embedder's name. Each Document's `score` is the cosine similarity (1 - the
@@ -328,6 +330,8 @@ class ChromaRetriever:
         self.embedder = embedder
         self.name: str = embedder.name
         self.cutoff = cutoff
+        builtin = BUILTIN_EMBEDDERS.get(embedder.name)
+        self.languages = builtin.languages if builtin is not None else None
         self.collection_name = store.collection_name(embedder.name)
         self._function = DemurEmbeddingFunction(embedder)
 

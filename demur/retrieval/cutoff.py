@@ -34,7 +34,7 @@ from demur.errors import ConfigError
 from demur.types import Document
 
 if TYPE_CHECKING:
-    from demur.adapters.embeddings.base import Embedder
+    from demur.protocols import Embedder
 
 FloatArray = npt.NDArray[np.float64]
 

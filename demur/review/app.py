@@ -50,7 +50,7 @@ from demur.review.auth import ReviewerTokens, Session, SessionStore
 from demur.review.csrf import FIELD, LOGIN_COOKIE, cross_site, new_token, tokens_match
 from demur.review.pages import Filters, Html, ticket_url
 from demur.review.settings import ReviewSettings
-from demur.server.limits import (
+from demur.web.limits import (
     BadContentLength,
     BodyTooLarge,
     RateLimiter,

@@ -17,7 +17,7 @@ from demur.errors import ConfigError
 from demur.queue.base import ReviewQueue
 from demur.review.app import create_review_app
 from demur.review.settings import ReviewSettings
-from demur.server.serving import (
+from demur.web.serving import (
     ListeningServer,
     ThreadedServer,
     configure_json_logging,

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from demur.errors import ConfigError
-from demur.server.settings import is_loopback
+from demur.web.hosts import is_loopback
 
 DEFAULT_TOKENS_ENV = "DEMUR_REVIEWER_TOKENS"
 MIN_TOKEN_CHARS = 16

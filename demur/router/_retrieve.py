@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from demur.retrieval.base import Retriever
+from demur.protocols import Retriever
 from demur.types import Retrieval
 
 # Below this share of ASCII letters a query is taken for a language other than English.
@@ -28,15 +28,9 @@ class RetrievalRun:
     rewritten: bool = False
 
 
-def english_only(name: str, retriever: Retriever) -> bool:
+def english_only(retriever: Retriever) -> bool:
     """True when the retriever's embedding model only handles English well."""
-    languages = getattr(retriever, "languages", None)
-    if languages is None:
-        from demur.adapters.embeddings.catalog import BUILTIN_EMBEDDERS
-
-        builtin = BUILTIN_EMBEDDERS.get(getattr(retriever, "embedder_name", name))
-        languages = builtin.languages if builtin is not None else None
-    return languages == "English"
+    return retriever.languages == "English"
 
 
 def looks_non_english(text: str) -> bool:
@@ -51,10 +45,10 @@ def choose_retriever(
     name: str, query: str, retrievers: Mapping[str, Retriever]
 ) -> tuple[str, str | None]:
     """The retriever to use and a note when another was picked for the query's language."""
-    if not looks_non_english(query) or not english_only(name, retrievers[name]):
+    if not looks_non_english(query) or not english_only(retrievers[name]):
         return name, None
     for other, retriever in retrievers.items():
-        if other != name and not english_only(other, retriever):
+        if other != name and not english_only(retriever):
             return other, f"query looks non-English: used {other} instead of English-only {name}"
     return name, f"query looks non-English but {name} handles English only; results may be poor"
 
@@ -76,7 +70,7 @@ async def retrieve(run: RetrievalRun, retrievers: Mapping[str, Retriever]) -> Re
         )
     cutoff: float | None = None
     if run.cutoff:
-        cutoff = getattr(retriever, "cutoff", None)
+        cutoff = retriever.cutoff
         if cutoff is None:
             note = "; ".join(filter(None, [note, f"{name} has no fitted cutoff: kept top {run.k}"]))
         else:

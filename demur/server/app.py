@@ -61,13 +61,6 @@ from demur._version import __version__
 from demur.errors import ContextOverflowError, DemurError, InvalidQueryError, MissingDependencyError
 from demur.router.router import Router
 from demur.server.auth import ApiKeys
-from demur.server.limits import (
-    BadContentLength,
-    BodyTooLarge,
-    RateLimiter,
-    declared_length,
-    read_limited,
-)
 from demur.server.metrics import CONTENT_TYPE, GatewayMetrics
 from demur.server.openai_schema import (
     AssistantMessage,
@@ -87,6 +80,13 @@ from demur.server.openai_schema import (
 )
 from demur.server.settings import ServerSettings
 from demur.types import Query, Verdict
+from demur.web.limits import (
+    BadContentLength,
+    BodyTooLarge,
+    RateLimiter,
+    declared_length,
+    read_limited,
+)
 
 try:
     from starlette.applications import Starlette
@@ -414,11 +414,11 @@ class Gateway:
                     if candidate.finish_reason == "length":
                         finish = "length"
                     break
-            return verdict.answer or "", finish
+            return verdict.text, finish
         if verdict.status == "pending":
             message = self.settings.pending_message
             return message.replace("{ticket_id}", verdict.ticket_id or ""), "stop"
-        return verdict.message or self.router.abstain_message, "stop"
+        return verdict.text or self.router.abstain_message, "stop"
 
     # --- the app -----------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from starlette.applications import Starlette
 from demur.errors import ConfigError
 from demur.router.router import Router
 from demur.server.app import Gateway, create_app
-from demur.server.serving import (
+from demur.server.settings import ServerSettings
+from demur.web.serving import (
     JsonFormatter,
     ListeningServer,
     ThreadedServer,
@@ -28,7 +29,6 @@ from demur.server.serving import (
     run_in_foreground,
     uvicorn_config,
 )
-from demur.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     import uvicorn

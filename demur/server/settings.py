@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from demur.errors import ConfigError
+from demur.web.hosts import is_loopback
 
 DEFAULT_KEYS_ENV = "DEMUR_API_KEYS"
 DEFAULT_PENDING_MESSAGE = "A person will answer this question; your review ticket is {ticket_id}."
@@ -94,15 +94,6 @@ def read_key_file(path: str | Path) -> tuple[str, ...]:
     if not keys:
         raise ConfigError(f"the API key file {path} holds no key; write one key per line")
     return keys
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 __all__ = ["DEFAULT_KEYS_ENV", "ServerSettings", "is_loopback", "read_key_file", "split_keys"]

@@ -65,7 +65,8 @@ def _open_files() -> int:
 
 @pytest.fixture
 async def weak() -> AsyncIterator[LlamaCppModel]:
-    model = LlamaCppModel("weak", builtin="smollm2-135m", max_tokens=24, timeout_s=30)
+    # The timeout only guards against a hang; a loaded CI machine can make a call slow.
+    model = LlamaCppModel("weak", builtin="smollm2-135m", max_tokens=24, timeout_s=180)
     yield model
     await model.aclose()
 
@@ -176,7 +177,7 @@ async def test_a_caller_giving_up_during_the_load_leaves_the_load_running(
 async def test_workers_leave_no_process_or_file_handle_behind() -> None:
     before_children, before_files = set(_children()), _open_files()
     for sig in (signal.SIGKILL, None):
-        model = LlamaCppModel("weak", builtin="smollm2-135m", timeout_s=30)
+        model = LlamaCppModel("weak", builtin="smollm2-135m", timeout_s=180)
         pid = await _busy(model)
         if sig is not None:
             os.kill(pid, sig)

@@ -107,7 +107,7 @@ def test_aestimate_matches_estimate() -> None:
 
 
 def test_bad_options_are_explained() -> None:
-    with pytest.raises(ValueError, match=r"SampleAgreement\(samples=0\): samples must be in"):
+    with pytest.raises(ConfigError, match=r"SampleAgreement\(samples=0\): samples must be in"):
         SampleAgreement(samples=0)
     with pytest.raises(ConfigError, match="unknown similarity 'cosine'"):
         SampleAgreement(similarity="cosine")

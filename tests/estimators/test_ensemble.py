@@ -25,6 +25,7 @@ from demur import (
     ScriptedModel,
     TokenLogprob,
 )
+from demur.bases import EstimatorBase
 from demur.calibration.metrics import auroc
 from demur.estimators.base import Attempt
 from demur.estimators.ensemble import Ensemble, load_ensemble
@@ -58,7 +59,7 @@ def two_signals(n: int, seed: int, missing_every: int = 0) -> tuple[list[dict], 
     return rows, correct
 
 
-class AsyncEstimator:
+class AsyncEstimator(EstimatorBase):
     """An estimator with only the async path, as one that calls a judge model would have."""
 
     needs = Needs(samples=3)
@@ -152,7 +153,7 @@ def test_failing_members_are_imputed_and_all_failing_is_an_error():
         [AsyncEstimator("a", error=RuntimeError("boom")), AsyncEstimator("b", 0.8)],
         weights=[1.0, 1.0],
     )
-    assert ensemble.estimate is None  # not every member is in-process
+    assert not ensemble.in_process  # not every member is
     score = asyncio.run(ensemble.aestimate(attempt()))
     assert score.confidence == pytest.approx(0.8)
     assert "a (failed: RuntimeError: boom)" in (score.detail or "")

@@ -55,7 +55,6 @@ def attempt(
 
 def estimate(estimator: Groundedness, the_attempt: Attempt) -> Score:
     """The in-process methods' synchronous score."""
-    assert estimator.estimate is not None
     return estimator.estimate(the_attempt)
 
 
@@ -216,10 +215,13 @@ def test_it_is_an_estimator_that_needs_nothing_from_the_answer() -> None:
 
 
 def test_only_the_in_process_methods_are_synchronous() -> None:
-    assert callable(getattr(Groundedness(), "estimate", None))
-    assert callable(getattr(Groundedness("embedding", BagOfWordsEmbedder()), "estimate", None))
-    # The router calls `estimate` when there is one; the judge must go through aestimate.
-    assert getattr(Groundedness("judge"), "estimate", None) is None
+    assert Groundedness().in_process
+    assert Groundedness("embedding", BagOfWordsEmbedder()).in_process
+    # The judge asks a model, so the router must await its aestimate.
+    judge = Groundedness("judge")
+    assert not judge.in_process
+    with pytest.raises(NotImplementedError, match="aestimate"):
+        judge.estimate(attempt("x", ["y"]))
 
 
 def test_an_unknown_method_is_a_config_error() -> None:

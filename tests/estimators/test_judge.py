@@ -240,7 +240,7 @@ def test_bad_options_are_config_errors() -> None:
 
 def test_it_is_async_only_and_needs_nothing_from_the_answer() -> None:
     judge = LLMJudge("j")
-    assert not hasattr(judge, "estimate")
+    assert not judge.in_process
     assert not judge.needs.logprobs
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from demur import (
+    ConfigError,
     EstimatorUnavailable,
     GreedyNLL,
     MeanTokenEntropy,
@@ -63,7 +64,7 @@ def test_entropy_is_low_for_peaked_and_high_for_flat_distributions():
 def test_entropy_needs_alternatives():
     with pytest.raises(EstimatorUnavailable, match="top-k alternatives"):
         MeanTokenEntropy().score(tokens(0.9))
-    with pytest.raises(ValueError, match="top_k must be in 2..20"):
+    with pytest.raises(ConfigError, match=r"MeanTokenEntropy\(top_k=1\): top_k must be in 2..20"):
         MeanTokenEntropy(top_k=1)
 
 

@@ -189,7 +189,7 @@ def test_a_failing_grader_fails_the_estimator_only() -> None:
 
 
 def test_it_is_async_only() -> None:
-    assert not hasattr(PTrue(), "estimate")
+    assert not PTrue().in_process
 
 
 # --- real models ------------------------------------------------------------------------------

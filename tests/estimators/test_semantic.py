@@ -339,15 +339,15 @@ def test_only_the_first_samples_count() -> None:
 
 
 def test_bad_options_are_explained() -> None:
-    with pytest.raises(ValueError, match=r"NumSets\(threshold=0\): threshold must be in"):
+    with pytest.raises(ConfigError, match=r"NumSets\(threshold=0\): threshold must be in"):
         NumSets(threshold=0)
-    with pytest.raises(ValueError, match="eigenvalue_threshold"):
+    with pytest.raises(ConfigError, match="eigenvalue_threshold"):
         Eccentricity(eigenvalue_threshold=0)
-    with pytest.raises(ValueError, match="choose 'cluster'"):
+    with pytest.raises(ConfigError, match="choose 'cluster'"):
         SemanticEntropy(confidence="share")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"ask for samples >= 2, got 1"):
+    with pytest.raises(ConfigError, match=r"ask for samples >= 2, got 1"):
         SemanticEntropy(samples=1, confidence="entropy")
-    with pytest.raises(ValueError, match=r"Degree\(samples=0\)"):
+    with pytest.raises(ConfigError, match=r"Degree\(samples=0\)"):
         Degree(samples=0)
     with pytest.raises(ConfigError, match="Did you mean 'jaccard'"):
         EigV(similarity="jacard")

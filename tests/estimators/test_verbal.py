@@ -280,7 +280,7 @@ def test_scored_offline_it_is_unavailable() -> None:
 
 def test_it_is_async_only_and_needs_nothing_from_the_answer() -> None:
     estimator = VerbalizedConfidence()
-    assert not hasattr(estimator, "estimate")
+    assert not estimator.in_process
     assert not estimator.needs.logprobs
 
 

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from demur import ConfigError, MeanTokenLogprob, Needs, Reply, Score, ScriptedModel
+from demur.bases import EstimatorBase
 from demur.cli import main
 from demur.estimators.base import Attempt
 from demur.evaluation import load_dataset, run_eval
@@ -133,7 +134,7 @@ async def test_resuming_with_other_settings_is_refused(tmp_path):
         )
 
 
-class NaNEstimator:
+class NaNEstimator(EstimatorBase):
     name = "nan"
     needs = Needs()
 
@@ -141,7 +142,7 @@ class NaNEstimator:
         return Score(estimator="nan", value=0.5, confidence=math.nan)
 
 
-class AsksModel:
+class AsksModel(EstimatorBase):
     name = "asks"
     needs = Needs()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from demur import Document, EmptyCollectionError
+from demur.bases import RetrieverBase
 
 
-class KeywordRetriever:
+class KeywordRetriever(RetrieverBase):
     """Scores passages by the share of the query's words they contain."""
 
     def __init__(

@@ -26,6 +26,7 @@ from demur import (
     ScriptedModel,
     Situated,
 )
+from demur.bases import PolicyBase
 from tests.grounding.fakes import KeywordRetriever
 
 PASSAGES = {
@@ -187,16 +188,13 @@ def test_retrieve_more_rungs_are_checked_against_the_retrievers():
 
 
 def test_a_policy_asking_an_unknown_retriever_is_a_route_error():
-    class Rogue:
+    class Rogue(PolicyBase):
         name = "rogue"
 
         def decide(self, state):  # type: ignore[no-untyped-def]
             from demur import Decision
 
             return Decision(action=RetrieveMore(retriever="nope"), reason="x")
-
-        def validate(self, models, has_queue):  # type: ignore[no-untyped-def]
-            return None
 
     with pytest.raises(RouteError, match="unknown retriever 'nope'"):
         router(KeywordRetriever("minilm-l6", PASSAGES), policy=Rogue()).route("France?")

@@ -21,6 +21,7 @@ from demur import (
     TokenLogprob,
 )
 from demur.grounding.situated import confidence_gain, lexical_support, mean_entropy
+from demur.protocols import RouterSpec
 
 DOC = Document(id="d1", text="Paris is the capital of France.", score=0.8)
 
@@ -80,7 +81,7 @@ def test_rag_switches_retriever_on_request_and_without_retrievers_answers_direct
 
 def test_rag_rejects_an_unknown_retriever_and_bad_k():
     with pytest.raises(ConfigError, match="retriever 'mpnet'.*Did you mean 'mpnet-base'"):
-        Rag("mpnet").validate(("minilm-l6", "mpnet-base"))
+        Rag("mpnet").validate(RouterSpec(models=("m",), retrievers=("minilm-l6", "mpnet-base")))
     with pytest.raises(ConfigError, match="k must be >= 1"):
         Rag(k=0)
 
@@ -122,7 +123,7 @@ def test_confident_rag_without_any_answer_selects_nothing():
 
 def test_confident_rag_needs_two_retrievers():
     with pytest.raises(ConfigError, match="at least 2 retrievers"):
-        ConfidentRag().validate(("only",))
+        ConfidentRag().validate(RouterSpec(models=("m",), retrievers=("only",)))
     with pytest.raises(ConfigError, match="at least 2 retrievers"):
         ConfidentRag(["only"])
     with pytest.raises(ConfigError, match="agreement_bonus"):

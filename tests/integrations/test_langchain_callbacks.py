@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from demur import ConfigError, EstimatorUnavailable, MeanTokenLogprob, MinTokenProb, Needs, Score
+from demur.bases import EstimatorBase
 from demur.estimators.base import Attempt
 from demur.estimators.consistency import SampleAgreement
 from demur.integrations.langchain import DemurCallbackHandler, ScoredCall
@@ -87,7 +88,8 @@ def test_plain_llms_are_scored_as_well():
     assert record is not None and record.answer == "Paris" and record.question == QUESTION
 
 
-class Exploding:
+class Exploding(EstimatorBase):
+    in_process = True
     name = "exploding"
     needs = Needs()
 
@@ -112,7 +114,8 @@ def test_it_never_changes_the_flow_even_when_scoring_fails():
     assert "estimator bug" in (handler.last.scores[0].detail or "")
 
 
-class Unavailable:
+class Unavailable(EstimatorBase):
+    in_process = True
     name = "unavailable"
     needs = Needs()
 
@@ -124,7 +127,7 @@ def test_it_refuses_estimators_that_would_call_a_model():
     with pytest.raises(ConfigError, match="needs samples or a model call"):
         DemurCallbackHandler([SampleAgreement(samples=3)])
 
-    class AsksAModel:
+    class AsksAModel(EstimatorBase):
         name = "judge"
         needs = Needs()
 

@@ -26,6 +26,7 @@ from demur import (
     Score,
     SqliteQueue,
 )
+from demur.bases import EstimatorBase
 from demur.estimators.base import Attempt
 from demur.estimators.consistency import SampleAgreement
 from demur.integrations.langchain import DemurMiddleware
@@ -179,7 +180,7 @@ def test_samples_are_more_calls_of_the_same_turn_at_the_sampling_temperature():
     assert all(m[-1].content == QUESTION for m, _ in weak.seen)
 
 
-class AskBack:
+class AskBack(EstimatorBase):
     """An estimator that asks the model a question of its own."""
 
     name = "ask_back"

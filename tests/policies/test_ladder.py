@@ -7,6 +7,7 @@ import math
 import pytest
 
 from demur import Abstain, AskHuman, ConfigError, Escalate, Ladder, Query, RouteState, Step
+from demur.protocols import RouterSpec
 from demur.types import Candidate
 
 
@@ -93,9 +94,11 @@ def test_thresholds_outside_the_unit_interval_are_refused(bad):
 
 def test_validate_names_missing_models_and_queue():
     with pytest.raises(ConfigError, match="Did you mean 'strong'"):
-        Ladder(0.5, rungs=[Escalate("strnog")]).validate(["weak", "strong"], has_queue=True)
+        Ladder(0.5, rungs=[Escalate("strnog")]).validate(
+            RouterSpec(models=("weak", "strong"), has_queue=True)
+        )
     with pytest.raises(ConfigError, match="no review queue"):
-        Ladder(0.5, rungs=[AskHuman()]).validate(["weak"], has_queue=False)
+        Ladder(0.5, rungs=[AskHuman()]).validate(RouterSpec(models=("weak",)))
 
 
 def test_rungs_must_be_actions():

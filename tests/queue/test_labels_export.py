@@ -10,8 +10,8 @@ import pytest
 from demur.calibration.bundle import CalibrationBundle
 from demur.cli import main
 from demur.errors import ConfigError
+from demur.evaluation.labels import export_resolved, ticket_rows
 from demur.queue import CandidateAnswer, Resolution, TicketRequest
-from demur.queue.export import export_resolved, ticket_rows
 from demur.types import Score
 
 

@@ -32,7 +32,9 @@ from demur import (
     ScriptedModel,
     ServerError,
     SqliteQueue,
+    UsageError,
 )
+from demur.bases import EstimatorBase, PolicyBase
 from demur.estimators.base import Attempt
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.002)
@@ -49,7 +51,7 @@ def ladder(*rungs: Escalate | AskHuman | Abstain, threshold: float = 0.6) -> Lad
     return Ladder(threshold, rungs=rungs or (Abstain(),))
 
 
-class StaticEstimator:
+class StaticEstimator(EstimatorBase):
     """Returns a fixed confidence, after an optional delay, or raises."""
 
     def __init__(
@@ -434,11 +436,8 @@ def test_deadline_stops_a_slow_route_and_nothing_hangs():
 
 
 def test_a_policy_cannot_escalate_past_the_budget():
-    class Greedy:
+    class Greedy(PolicyBase):
         name = "greedy"
-
-        def validate(self, models, has_queue):
-            pass
 
         def decide(self, state):
             from demur import Decision
@@ -529,7 +528,7 @@ def test_an_object_that_is_not_a_model_is_refused():
     class NotAModel:
         name = "x"
 
-    with pytest.raises(ConfigError, match="no agenerate"):
+    with pytest.raises(ConfigError, match="lacks .*agenerate.*Subclass demur.ModelBase"):
         Router([NotAModel()], policy=ladder())  # type: ignore[list-item]
 
 
@@ -560,3 +559,56 @@ def test_an_estimator_returning_garbage_is_recorded_as_failed():
     score = verdict.steps[0].scores[0]
     assert score.status == "failed"
     assert score.detail == "TypeError: returned float, not a demur.Score"
+
+
+def test_replace_derives_a_router_with_some_options_changed():
+    weak, strong = weak_strong(weak_p=0.3, strong_p=0.9)
+    queue = SqliteQueue(":memory:")
+    router = Router(
+        [weak, strong], policy=ladder(Escalate("strong")), estimators=[MeanTokenLogprob()]
+    )
+    started_strong = router.replace(start="strong")
+    assert started_strong.start == "strong" and router.start == "weak"
+    assert started_strong.estimators == router.estimators and started_strong.policy is router.policy
+    verdict = started_strong.route("Capital of France?")
+    assert [s.model for s in verdict.steps] == ["strong"]
+    # Validation runs again: a human rung needs a queue, so the new router must get one.
+    with pytest.raises(ConfigError, match="no review queue"):
+        router.replace(policy=ladder(AskHuman()))
+    assert router.replace(policy=ladder(AskHuman()), queue=queue).queue is queue
+
+
+def test_replace_names_an_unknown_option():
+    router = Router(list(weak_strong()), policy=ladder())
+    with pytest.raises(ConfigError, match="unknown option 'strat'. Did you mean 'start'"):
+        router.replace(strat="strong")
+
+
+def test_a_component_missing_members_is_refused_with_what_it_lacks():
+    class HalfEstimator:
+        name = "half"
+
+        async def aestimate(self, attempt):  # type: ignore[no-untyped-def]
+            return None
+
+    with pytest.raises(ConfigError, match="lacks needs, in_process, estimate.*EstimatorBase"):
+        Router(list(weak_strong()), policy=ladder(), estimators=[HalfEstimator()])  # type: ignore[list-item]
+
+    class OldPolicy:
+        name = "old"
+
+        def decide(self, state):  # type: ignore[no-untyped-def]
+            return None
+
+    with pytest.raises(ConfigError, match="policy OldPolicy .*lacks validate, threshold_for"):
+        Router(list(weak_strong()), policy=OldPolicy())  # type: ignore[arg-type]
+
+
+def test_the_sync_facade_inside_a_running_loop_is_a_usage_error():
+    router = Router(list(weak_strong()), policy=ladder())
+
+    async def misuse() -> None:
+        router.route("Q?")
+
+    with pytest.raises(UsageError, match=r"await router.aroute\(query\)"):
+        asyncio.run(misuse())

@@ -17,11 +17,12 @@ from demur import (
     ScriptedModel,
     ServerError,
 )
+from demur.bases import EstimatorBase
 from demur.estimators.base import Attempt
 from demur.router.sampling import Sampling, agreement, settled
 
 
-class Agreement:
+class Agreement(EstimatorBase):
     """Share of samples equal to the answer: a minimal sampling estimator for these tests."""
 
     def __init__(self, name: str = "agreement", samples: int = 4) -> None:
@@ -127,7 +128,7 @@ def test_a_failed_sampling_call_leaves_the_samples_drawn_so_far():
     assert verdict.status == "answered"
 
 
-class Judge:
+class Judge(EstimatorBase):
     """Asks a model whether the answer is right: exercises Attempt.ask."""
 
     name = "judge"

@@ -34,6 +34,7 @@ from demur import (
     ScriptedModel,
     Verdict,
 )
+from demur.bases import EstimatorBase
 
 QUESTION = "Who wrote the novel Emma?"
 WEAK_ANSWER = "Charlotte Bronte perhaps"
@@ -298,7 +299,7 @@ def test_redact_replaces_captured_text(otel: Otel) -> None:
 # --- estimators that do not score ------------------------------------------------------------
 
 
-class Exploding:
+class Exploding(EstimatorBase):
     name = "exploding"
     needs = Needs()
 
@@ -306,7 +307,7 @@ class Exploding:
         raise ValueError("estimator bug")
 
 
-class Sleepy:
+class Sleepy(EstimatorBase):
     name = "sleepy"
     needs = Needs()
 

@@ -14,9 +14,9 @@ import pytest
 from demur import ConfigError, Reply
 from demur.server import ServerSettings, create_app
 from demur.server.auth import ApiKeys, key_id
-from demur.server.limits import BodyTooLarge, RateLimiter, read_limited
 from demur.server.run import JsonFormatter
 from demur.server.settings import read_key_file
+from demur.web.limits import BodyTooLarge, RateLimiter, read_limited
 from tests.server.conftest import KEY, running, scripted_router
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -21,6 +21,7 @@ from demur import (
     SqliteQueue,
 )
 from demur.adapters.models.openai_http import OpenAICompatibleModel
+from demur.bases import PolicyBase
 from demur.policies.base import RouteState
 from demur.router.budget import Budget
 from demur.server import BackgroundServer
@@ -219,13 +220,10 @@ def test_a_route_past_the_gateway_timeout_is_504_and_frees_the_server():
         assert health.status_code == 200
 
 
-class _Broken:
+class _Broken(PolicyBase):
     """A policy that escalates to a model the router does not have: a RouteError."""
 
     name = "broken"
-
-    def validate(self, models: tuple[str, ...], *, has_queue: bool) -> None:
-        pass
 
     def decide(self, state: RouteState) -> Decision:
         return Decision(action=Escalate("nowhere"), reason="bug")

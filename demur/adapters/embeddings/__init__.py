@@ -11,7 +11,6 @@ first `embed` call. Importing this package imports neither numpy nor any model r
 """
 
 from demur.adapters.embeddings._common import EmbeddingError, MissingEmbedderPackageError
-from demur.adapters.embeddings.base import Embedder
 from demur.adapters.embeddings.catalog import (
     BUILTIN_EMBEDDERS,
     BuiltinEmbedder,
@@ -21,6 +20,7 @@ from demur.adapters.embeddings.catalog import (
 from demur.adapters.embeddings.e5 import E5SmallEmbedder
 from demur.adapters.embeddings.minilm import MiniLMEmbedder
 from demur.adapters.embeddings.mpnet import MPNetEmbedder
+from demur.protocols import Embedder
 
 __all__ = [
     "BUILTIN_EMBEDDERS",

@@ -31,7 +31,7 @@ import numpy.typing as npt
 from demur.adapters.models import catalog
 from demur.adapters.models._cpu import ExtraBuffers, cpu_flags, decide_extra_buffers
 from demur.adapters.models._worker import Cancelled, ModelWorker, WorkerSpec
-from demur.adapters.models.base import FREE, Price
+from demur.bases import ModelBase
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
@@ -42,6 +42,7 @@ from demur.errors import (
     PermanentModelError,
 )
 from demur.prompts import ChatPrompt, CompletionPrompt, Prompt
+from demur.protocols import FREE, Price
 from demur.types import (
     Completion,
     Generation,
@@ -233,7 +234,7 @@ class _Draft:
 # --- the adapter ------------------------------------------------------------------------------
 
 
-class LlamaCppModel:
+class LlamaCppModel(ModelBase):
     """A GGUF model run locally by llama.cpp: free, private, and with full logprobs.
 
     Give either `path` (a .gguf file) or `builtin` (one of `catalog.BUILTIN_MODELS`, e.g.

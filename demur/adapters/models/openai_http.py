@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from demur.adapters.models.base import FREE, Price
+from demur.bases import ModelBase
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
@@ -30,6 +30,7 @@ from demur.errors import (
     ServerError,
 )
 from demur.prompts import ChatPrompt, Prompt
+from demur.protocols import FREE, Price
 from demur.types import (
     Completion,
     Generation,
@@ -97,7 +98,7 @@ def _server_message(response: httpx.Response) -> str:
     return _snippet(response.text)
 
 
-class OpenAICompatibleModel:
+class OpenAICompatibleModel(ModelBase):
     """A model served over an OpenAI-compatible API.
 
         model = OpenAICompatibleModel("smollm", base_url="http://127.0.0.1:8000/v1")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from demur.bases import ModelBase
 from demur.errors import PermanentModelError
 from demur.types import Completion, Generation, GenerationRequest, TokenLogprob
 
 
-class ReplayModel:
+class ReplayModel(ModelBase):
     """Answers with a logged response (greedy requests) and logged samples (sampled requests).
 
     Call `load` before each route. Requests it cannot answer from the log (a judge prompt,

@@ -8,8 +8,9 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from demur.adapters.models.base import FREE, Price
+from demur.bases import ModelBase
 from demur.prompts import ChatPrompt, Prompt
+from demur.protocols import FREE, Price
 from demur.types import (
     Completion,
     Generation,
@@ -71,7 +72,7 @@ def _tokens(reply: Reply, top_k: int) -> tuple[TokenLogprob, ...]:
     return tuple(tokens)
 
 
-class ScriptedModel:
+class ScriptedModel(ModelBase):
     """A model that answers from a script instead of a network or weights.
 
     `replies` is either a sequence, consumed in order (the last reply repeats), a mapping from

@@ -28,12 +28,12 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from opentelemetry import metrics, trace
 
-from demur.errors import ConfigError, EstimatorUnavailable
-from demur.estimators.base import Attempt, Estimator
+from demur.errors import ConfigError
 from demur.estimators.logprob import MeanTokenLogprob, MinTokenProb
 from demur.integrations.langchain.messages import last_human_text, parse_logprobs
-from demur.router.combine import CombineMethod, ScoreCombiner
+from demur.protocols import Attempt, Estimator
 from demur.router.tracing import RouteTracing
+from demur.scoring import CombineMethod, ScoreCombiner, score_in_process
 from demur.types import Candidate, Query, Score
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class DemurCallbackHandler(BaseCallbackHandler):
             tuple(estimators) if estimators is not None else (MeanTokenLogprob(), MinTokenProb())
         )
         for estimator in chosen:
-            if not callable(getattr(estimator, "estimate", None)) or estimator.needs.samples:
+            if not estimator.in_process or estimator.needs.samples:
                 raise ConfigError(
                     f"DemurCallbackHandler scores answers without further model calls, and "
                     f"estimator '{estimator.name}' needs samples or a model call. Use logprob "
@@ -210,17 +210,7 @@ class DemurCallbackHandler(BaseCallbackHandler):
 
     def _run(self, estimator: Estimator, attempt: Attempt, span: trace.Span) -> Score:
         with self.tracing.estimator(estimator.name) as estimator_span:
-            try:
-                score = estimator.estimate(attempt)  # type: ignore[attr-defined]
-                if not isinstance(score, Score):
-                    raise TypeError(f"returned {type(score).__name__}, not a demur.Score")
-            except EstimatorUnavailable as exc:
-                score = Score(estimator=estimator.name, status="unavailable", detail=str(exc))
-            except Exception as exc:
-                estimator_span.record_exception(exc)
-                score = Score(
-                    estimator=estimator.name, status="failed", detail=f"{type(exc).__name__}: {exc}"
-                )
+            score = score_in_process(estimator, attempt, estimator_span.record_exception)
             self.tracing.record_score(span, estimator_span, score)
         return score
 

@@ -54,7 +54,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.runnables import Runnable, ensure_config
 
-from demur.adapters.models.base import FREE, Price
+from demur.bases import ModelBase
 from demur.errors import ConfigError, PermanentModelError
 from demur.integrations.langchain.errors import as_model_error, is_control_flow
 from demur.integrations.langchain.messages import (
@@ -68,6 +68,7 @@ from demur.integrations.langchain.messages import (
     to_langchain_messages,
 )
 from demur.prompts import Prompt
+from demur.protocols import FREE, Price
 from demur.types import Completion, Generation, GenerationRequest, Usage
 
 # The names chat models give their answer-length setting, in order of preference.
@@ -93,7 +94,7 @@ class LogprobsUnavailableWarning(UserWarning):
     """A model was asked for logprobs and returned none; logprob estimators cannot score it."""
 
 
-class RunnableModel:
+class RunnableModel(ModelBase):
     """Any LangChain runnable that answers chat messages with text, as a demur model.
 
         model = RunnableModel(llm.bind(stop=["\\n"]) | StrOutputParser(), name="weak")

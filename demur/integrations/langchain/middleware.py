@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,8 +42,8 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from demur.errors import ConfigError, PermanentModelError, RouteError
-from demur.estimators.base import NOTHING, Estimator, Needs
+from demur.bases import ModelBase
+from demur.errors import AgentToolCalls, ConfigError, PermanentModelError, RouteError
 from demur.integrations.langchain._sync import run_sync
 from demur.integrations.langchain.chat_model import LangChainChatModel, blocking_calls
 from demur.integrations.langchain.errors import as_model_error, is_control_flow
@@ -54,13 +54,13 @@ from demur.integrations.langchain.messages import (
     message_usage,
 )
 from demur.integrations.langchain.runnable import verdict_summary
-from demur.policies.base import Policy, RouteState
+from demur.policies.basic import FirstOf, HandBackOn
 from demur.policies.ladder import Ladder
+from demur.protocols import NOTHING, Estimator, Needs, Policy
 from demur.router.router import Router
 from demur.types import (
     Abstain,
     Completion,
-    Decision,
     Escalate,
     Generation,
     GenerationRequest,
@@ -78,35 +78,6 @@ _AGENT_TURN = (Message(role="user", content="<the agent's own model call>"),)
 class _AgentPrompt:
     def render(self, query: Query) -> GenerationRequest:
         return GenerationRequest(messages=_AGENT_TURN)
-
-
-class AgentToolCalls(PermanentModelError):
-    """An escalated model answered with tool calls; its response goes back to the agent."""
-
-
-class _HandBack:
-    """The policy, except that a turn answered with tool calls ends the route at once.
-
-    The tool calls go back to the agent, so no further rung (a person, say) is taken for them.
-    """
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self.name = policy.name
-
-    def decide(self, state: RouteState) -> Decision:
-        if state.current.error_type == AgentToolCalls.__name__:
-            return Decision(
-                action=Abstain(),
-                reason=f"{state.current.model} answered with tool calls; handed back to the agent",
-            )
-        return self.policy.decide(state)
-
-    def validate(self, models: Collection[str], has_queue: bool) -> None:
-        self.policy.validate(models, has_queue)
-
-    def __getattr__(self, name: str) -> Any:  # threshold_for, validate_retrievers, ...
-        return getattr(self.policy, name)
 
 
 @dataclass(frozen=True)
@@ -149,7 +120,7 @@ _CURRENT: contextvars.ContextVar[_AgentCall | None] = contextvars.ContextVar(
 )
 
 
-class _AgentModel:
+class _AgentModel(ModelBase):
     """A router model that answers by running the agent's call (with another chat model)."""
 
     provider = "langchain"
@@ -284,7 +255,13 @@ class DemurMiddleware(AgentMiddleware):
             policy = Ladder(threshold, rungs=rungs)
         self.router = Router(
             models,
-            policy=_HandBack(policy),
+            # Tool calls go back to the agent: no further rung (a person, say) is taken for them.
+            policy=FirstOf(
+                HandBackOn(
+                    AgentToolCalls, "{model} answered with tool calls; handed back to the agent"
+                ),
+                policy,
+            ),
             estimators=estimators,
             prompts={m.name: _AgentPrompt() for m in models},
             **router_options,

@@ -62,9 +62,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
 
-from demur.adapters.models.base import Model
 from demur.errors import ConfigError
-from demur.estimators.base import Estimator
 from demur.integrations.langchain._sync import run_sync
 from demur.integrations.langchain.chat_model import (
     LangChainChatModel,
@@ -73,9 +71,9 @@ from demur.integrations.langchain.chat_model import (
 )
 from demur.integrations.langchain.errors import OutputNotTextError
 from demur.integrations.langchain.messages import MessagesPrompt, query_from_input
-from demur.policies.base import Policy
 from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, Prompt
+from demur.protocols import Estimator, Model, Policy
 from demur.router.router import Router
 from demur.types import Abstain, Escalate, Verdict
 
@@ -197,10 +195,7 @@ class DemurRunnable(Runnable[Any, Any]):
         for step in verdict.steps:
             if step.error_type == OutputNotTextError.__name__:
                 raise OutputNotTextError(step.error or "a model returned no text", model=step.model)
-        if verdict.status == "answered":
-            text = verdict.answer or ""
-        else:
-            text = verdict.message or self.router.abstain_message
+        text = verdict.text or self.router.abstain_message
         output: Any = text
         if chat:
             output = AIMessage(

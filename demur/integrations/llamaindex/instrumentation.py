@@ -53,10 +53,10 @@ from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import PrivateAttr
 
 from demur._version import __version__
-from demur.errors import ConfigError, EstimatorUnavailable
-from demur.estimators.base import Attempt, Estimator
+from demur.errors import ConfigError
 from demur.integrations.llamaindex.llm import to_completion, usage_of
-from demur.router.combine import CombineMethod, ScoreCombiner
+from demur.protocols import Attempt, Estimator
+from demur.scoring import CombineMethod, ScoreCombiner, score_in_process
 from demur.types import Candidate, Query, Score
 
 logger = logging.getLogger("demur.llamaindex")
@@ -183,11 +183,11 @@ def _default_estimators() -> tuple[Estimator, ...]:
 
 def _check_estimators(estimators: Sequence[Estimator]) -> tuple[Estimator, ...]:
     for estimator in estimators:
-        if not callable(getattr(estimator, "estimate", None)) or estimator.needs.samples:
+        if not estimator.in_process or estimator.needs.samples:
             raise ConfigError(
                 f"DemurEventHandler scores inside the LLM call and cannot make model calls; "
                 f"estimator '{estimator.name}' ({type(estimator).__name__}) asks a model or "
-                "needs samples. Use in-process estimators (those with estimate(), e.g. "
+                "needs samples. Use in-process estimators (in_process = True, e.g. "
                 "MeanTokenLogprob, MinTokenProb, MeanTokenEntropy, GreedyNLL)."
             )
     names = [e.name for e in estimators]
@@ -319,7 +319,7 @@ class DemurEventHandler(BaseEventHandler):
             candidate = Candidate(text=text, model=model, tokens=completion.tokens)
             question = Query(_question(event).strip() or "(none)")
             attempt = Attempt(query=question, candidate=candidate)
-            scores = tuple(self._score(e, attempt) for e in self._estimators)
+            scores = tuple(score_in_process(e, attempt) for e in self._estimators)
         confidence = self._combiner.combine(scores)
         trace_id = self._emit(event, model, operation, scores, confidence)
         if self._on_evaluation is not None:
@@ -336,21 +336,6 @@ class DemurEventHandler(BaseEventHandler):
                 self._on_evaluation(evaluation)
             except Exception:
                 logger.debug("on_evaluation raised", exc_info=True)
-
-    @staticmethod
-    def _score(estimator: Estimator, attempt: Attempt) -> Score:
-        estimate: Callable[[Attempt], object] = getattr(estimator, "estimate")  # noqa: B009
-        try:
-            result = estimate(attempt)
-            if not isinstance(result, Score):
-                raise TypeError(f"returned {type(result).__name__}, not a demur.Score")
-            return result
-        except EstimatorUnavailable as exc:
-            return Score(estimator=estimator.name, status="unavailable", detail=str(exc))
-        except Exception as exc:
-            return Score(
-                estimator=estimator.name, status="failed", detail=f"{type(exc).__name__}: {exc}"
-            )
 
     def _emit(
         self,

@@ -49,7 +49,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms import CustomLLM
 
-from demur.adapters.models.base import FREE, Price
+from demur.bases import ModelBase
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
@@ -61,6 +61,7 @@ from demur.errors import (
     ServerError,
 )
 from demur.prompts import ChatPrompt, CompletionPrompt, Prompt
+from demur.protocols import FREE, Price
 from demur.types import (
     Completion,
     Generation,
@@ -302,7 +303,7 @@ def openai_kwargs(request: GenerationRequest) -> dict[str, Any]:
     return kwargs
 
 
-class LlamaIndexLLM:
+class LlamaIndexLLM(ModelBase):
     """A LlamaIndex LLM (`llama_index.core.llms.LLM`) that serves as a demur model.
 
         model = LlamaIndexLLM(llm, name="strong")

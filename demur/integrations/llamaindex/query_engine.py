@@ -37,7 +37,7 @@ import asyncio
 import contextvars
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,12 +60,16 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llama_index_instrumentation import get_dispatcher
 from opentelemetry.trace import Span
 
-from demur.adapters.models.base import Model
-from demur.errors import ConfigError, PermanentModelError, RetrievalError
-from demur.estimators.base import Estimator
+from demur.bases import ModelBase, RetrieverBase
+from demur.errors import (
+    ConfigError,
+    PermanentModelError,
+    RetrievalError,
+    UnsupportedResponseError,
+)
 from demur.grounding.rag import Rag
 from demur.integrations.llamaindex.llm import response_text, tokens_from_logprobs
-from demur.policies.base import Policy
+from demur.protocols import Estimator, Model, Policy
 from demur.router.router import Router
 from demur.types import (
     Completion,
@@ -81,10 +85,6 @@ VERDICT_KEY = "demur_verdict"
 SOURCE_RETRIEVER = "source_nodes"
 # Router options the wrapper sets itself: the engine answers first, from its own source nodes.
 _RESERVED = frozenset({"start", "retrievers", "grounding"})
-
-
-class UnsupportedResponseError(ConfigError, TypeError):
-    """The wrapped engine returned something other than a whole text answer."""
 
 
 # --- one engine run ----------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class _QuestionPrompt:
         return GenerationRequest(prompt=query.question)
 
 
-class _EngineAnswer:
+class _EngineAnswer(ModelBase):
     """A demur model that replays the wrapped engine's answer to the query being routed."""
 
     provider = "llama_index"
@@ -243,7 +243,7 @@ class _EngineAnswer:
         return Generation(model=self.name, completions=(completion,))
 
 
-class _SourceNodes:
+class _SourceNodes(RetrieverBase):
     """A demur retriever that returns the source nodes of the engine's answer."""
 
     name = SOURCE_RETRIEVER
@@ -256,28 +256,6 @@ class _SourceNodes:
                 "the source nodes are known only inside DemurQueryEngine.query() or aquery()"
             )
         return run.documents[:k]
-
-
-class _RouterPrompt:
-    """A template router's prompt for one of its models, through its public request_for."""
-
-    def __init__(self, router: Router, model: str) -> None:
-        self.router = router
-        self.model = model
-
-    def render(self, query: Query) -> GenerationRequest:
-        return self.router.request_for(self.model, query)
-
-
-def _index_models(models: Sequence[Model] | Mapping[str, Model]) -> dict[str, Model]:
-    if isinstance(models, Mapping):
-        return dict(models)
-    indexed: dict[str, Model] = {}
-    for model in models:
-        if model.name in indexed:
-            raise ConfigError(f"two models are named '{model.name}'; names must be unique")
-        indexed[model.name] = model
-    return indexed
 
 
 # --- the wrapper -------------------------------------------------------------------------------
@@ -370,34 +348,23 @@ class DemurQueryEngine(BaseQueryEngine):
                     "and Router options, not both"
                 )
             self._check_name(template.models)
-            router = Router(
-                {self.name: engine, **template.models},
-                policy=template.policy,
-                estimators=template.estimators,
+            # The template's prompts, providers and options carry over; a new option too.
+            return template.replace(
+                models={self.name: engine, **template.models},
                 start=self.name,
-                combine=template.combiner,
-                calibrator=template.calibrator,
-                queue=template.queue,
                 retrievers=retrievers,
                 grounding=grounding,
-                budget=template.budget,
-                retry=template.retry,
-                sampling=template.sampling,
-                estimator_timeout_s=template.estimator_timeout_s,
-                prompts={m: _RouterPrompt(template, m) for m in template.models},
-                abstain_message=template.abstain_message,
             )
-            router.tracing = template.tracing  # the template's providers and content settings
-            return router
         if policy is None:
             raise ConfigError(
                 "DemurQueryEngine needs a policy, e.g. policy=Ladder(0.6, rungs=[Abstain()]), "
                 "or a router=Router(...) to take the policy and estimators from"
             )
-        indexed = _index_models(models)
-        self._check_name(indexed)
+        names = list(models) if isinstance(models, Mapping) else [m.name for m in models]
+        self._check_name(names)
+        merged = {self.name: engine, **models} if isinstance(models, Mapping) else [engine, *models]
         return Router(
-            {self.name: engine, **indexed},
+            merged,
             policy=policy,
             estimators=estimators,
             start=self.name,
@@ -406,7 +373,7 @@ class DemurQueryEngine(BaseQueryEngine):
             **options,
         )
 
-    def _check_name(self, models: Mapping[str, Model]) -> None:
+    def _check_name(self, models: Iterable[str]) -> None:
         if self.name in models:
             raise ConfigError(
                 f"the router already has a model named '{self.name}', the name of the "
@@ -503,8 +470,7 @@ class DemurQueryEngine(BaseQueryEngine):
         nodes = list(response.source_nodes) if isinstance(response, Response) else []
         metadata = dict(response.metadata or {}) if isinstance(response, Response) else {}
         metadata[VERDICT_KEY] = verdict
-        text = verdict.answer if verdict.status == "answered" else verdict.message
-        return Response(response=text, source_nodes=nodes, metadata=metadata)
+        return Response(response=verdict.text, source_nodes=nodes, metadata=metadata)
 
     def __repr__(self) -> str:
         return f"DemurQueryEngine({type(self.query_engine).__name__}, router={self.router!r})"
