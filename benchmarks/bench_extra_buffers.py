@@ -4,7 +4,7 @@ demur turns them off on CPUs with AMX, where they can crash, and keeps them else
 measures the cost of turning them off: the same greedy requests, each model loaded twice
 (extra buffers on and off, in this process), alternating request by request; medians.
 
-    python benchmarks/bench_extra_buffers.py [--requests 12] [--json out.json]
+    python -m benchmarks.bench_extra_buffers [--requests 12] [--json out.json]
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import asyncio
 import statistics
 import time
 
-from common import halueval_rows, report
-from ladder_records import question_pool
-
+from benchmarks.common import halueval_rows, report
+from benchmarks.ladder_records import question_pool
 from demur import LlamaCppModel, Query
-from demur.adapters.models._cpu import cpu_flags, decide_extra_buffers
+from demur.adapters.models import cpu_flags, decide_extra_buffers
 
 MODELS = ("qwen2.5-0.5b", "qwen2.5-1.5b")
 

@@ -12,7 +12,7 @@ order alternating per round; latencies are pooled over the rounds, after a warm-
 "added" is the gateway's figure minus the direct call's, "scripted_added" the same for
 gateway_scripted.
 
-    python benchmarks/bench_gateway.py [--requests 500] [--rounds 5] [--json out.json]
+    python -m benchmarks.bench_gateway [--requests 500] [--rounds 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import report
+from benchmarks.common import ROOT, report
 
 CONCURRENCY = (1, 32)
 KEY = "sk-bench"
@@ -85,7 +85,7 @@ def serve_gateway(port: int, upstream: str | None) -> None:
     )
 
     from demur import Abstain, Ladder, MeanTokenLogprob, Model, Reply, Router, ScriptedModel
-    from demur.adapters.models.openai_http import OpenAICompatibleModel
+    from demur.adapters.models import OpenAICompatibleModel
     from demur.server import ServerSettings, serve
 
     class Dropping(SpanExporter):
@@ -121,7 +121,17 @@ def free_port() -> int:
 
 def start(role: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, __file__, "--role", role, "--port", str(port), *extra],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_gateway",
+            "--role",
+            role,
+            "--port",
+            str(port),
+            *extra,
+        ],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # the gateway's JSON access log, one line per request
     )

@@ -1,6 +1,6 @@
 """How long `import demur` takes, in fresh interpreters, and what it drags in.
 
-python benchmarks/bench_import.py [--repeats 15] [--json out.json]
+python -m benchmarks.bench_import [--repeats 15] [--json out.json]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 
-from common import report
+from benchmarks.common import report
 
 HEAVY = (
     "llama_cpp",

@@ -9,7 +9,7 @@ and the ladder with a person as last rung, its thresholds fitted as conformal bo
 error alpha with probability 1 - delta per rung) on one half and measured on the other, both
 ways (cross-fitting). Intervals are 95% bootstrap intervals over questions.
 
-    python benchmarks/bench_ladder.py [--records benchmarks/results/ladder-records.jsonl]
+    python -m benchmarks.bench_ladder [--records benchmarks/results/ladder-records.jsonl]
         [--json benchmarks/results/ladder.json] [--defaults benchmarks/results/ladder-defaults.json]
 """
 
@@ -23,11 +23,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from common import report
 
-from demur.calibration.calibrators import PlattCalibrator
-from demur.calibration.conformal import ConformalThreshold, NoValidThresholdError
-from demur.calibration.metrics import aurc, auroc, ece
+from benchmarks.common import report
+from demur.calibration import (
+    ConformalThreshold,
+    NoValidThresholdError,
+    PlattCalibrator,
+    aurc,
+    auroc,
+    ece,
+)
 
 WEAK, STRONG = "qwen2.5-0.5b", "qwen2.5-1.5b"
 ESTIMATOR = "mean_logprob"  # the default config's confidence

@@ -9,7 +9,7 @@ report the median of the per-round medians, and gated / bare as a ratio. For sca
 route over an instant scripted model (no LangChain at all) is timed too: no gate can cost
 less than the bare call plus that.
 
-    python benchmarks/bench_langchain.py [--calls 1000] [--rounds 7] [--json out.json]
+    python -m benchmarks.bench_langchain [--calls 1000] [--rounds 7] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from common import report
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -32,6 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracerProvider
 
+from benchmarks.common import report
 from demur import Ladder, MeanTokenLogprob, Reply, Router, ScriptedModel
 from demur.integrations.langchain import DemurRunnable, gate
 

@@ -6,7 +6,7 @@ context the same router also runs with OpenTelemetry's no-op providers (tracing 
 The three loops run in one process, interleaved call by call, and we report the median of
 the per-round medians.
 
-    python benchmarks/bench_overhead.py [--routes 2000] [--rounds 7] [--json out.json]
+    python -m benchmarks.bench_overhead [--routes 2000] [--rounds 7] [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from common import report
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -25,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracerProvider
 
+from benchmarks.common import report
 from demur import Escalate, Ladder, MeanTokenLogprob, Query, Reply, Router, ScriptedModel
 
 

@@ -8,7 +8,7 @@ time over a phase (all workers together); latencies are per call, pooled across 
 SQLite writes a file with WAL and synchronous=FULL (an fsync per commit); PostgreSQL is a
 throwaway local server with fsync on (or `--dsn` for an existing one).
 
-    python benchmarks/bench_queue.py [--tickets 2000] [--workers 1,8] [--json out.json]
+    python -m benchmarks.bench_queue [--tickets 2000] [--workers 1,8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,28 +18,21 @@ import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from common import report
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for the throwaway PostgreSQL server the tests use
-
-from demur.queue import CandidateAnswer, Resolution, TicketRequest  # noqa: E402
-from demur.types import Score  # noqa: E402
+from benchmarks.common import report
+from demur import Score
+from demur.queue import CandidateAnswer, Resolution, SqliteQueue, TicketRequest
 
 
 def _open(kind: str, location: str) -> Any:
     if kind == "sqlite":
-        from demur.queue.sqlite import SqliteQueue
-
         return SqliteQueue(location, lease_s=600)
-    from demur.queue.postgres import PostgresQueue
+    from demur.queue import PostgresQueue  # psycopg is an optional extra
 
     return PostgresQueue(location, lease_s=600)
 

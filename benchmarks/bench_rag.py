@@ -19,7 +19,7 @@ the questions (2-fold cross-fitted, averaged over random stratified halvings), t
 the confidence for "answerable and answered right", and the accuracy among answered questions
 at matched coverage (the top 30%, 50%, 70% of questions by confidence).
 
-    python benchmarks/bench_rag.py [--questions 50] [--model weak] [--store DIR] [--json out.json]
+    python -m benchmarks.bench_rag [--questions 50] [--model weak] [--store DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,41 +30,29 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from clapnq import EMBEDDERS, PREFIX, embedders, index, load_rows
-from common import report
 
-from demur.calibration.metrics import UndefinedMetricError, auroc
-from demur.cli import parse_estimators
+from benchmarks.clapnq import EMBEDDERS, PREFIX, embedders, index, load_rows
+from benchmarks.common import report
+from demur import Accept, Query
+from demur.calibration import UndefinedMetricError, auroc
 from demur.config import build_model, default_config
-from demur.correctness import normalize_answer
-from demur.estimators.groundedness import STOPWORDS, is_refusal
+from demur.estimators import STOPWORDS, is_refusal, parse_estimators
+from demur.evaluation import normalize_answer
 from demur.grounding import ConfidentRag
-from demur.policies.base import RouteState
-from demur.retrieval.chroma import ChromaStore
-from demur.router.budget import Budget
-from demur.router.retry import RetryPolicy
-from demur.router.router import Router
-from demur.types import Accept, Decision, Query
+from demur.policies import Always
+from demur.retrieval import ChromaStore
+from demur.router import Budget, RetryPolicy, Router
 
 COVERAGES = (0.3, 0.5, 0.7)
 CONFIDENT = "confident_rag"
 
 
-class AcceptEverything:
-    """Every answer is accepted and scored; the threshold sweep happens afterwards."""
-
-    name = "accept-everything"
-
-    def validate(self, models: Collection[str], has_queue: bool) -> None:
-        pass
-
-    def decide(self, state: RouteState) -> Decision:
-        return Decision(action=Accept(), reason="benchmark: every answer is scored")
+# Every answer is accepted: the benchmark grades what each system would have answered.
+ACCEPT_EVERYTHING = Always(Accept(), "benchmark: every answer is scored", name="accept-everything")
 
 
 # --- grading ---------------------------------------------------------------------------------
@@ -106,7 +94,7 @@ async def collect(
     model = build_model(model_name, section)
     router = Router(
         [model],
-        policy=AcceptEverything(),
+        policy=ACCEPT_EVERYTHING,
         estimators=parse_estimators(estimators),
         retrievers=[store.retriever(m) for m in models],
         grounding=ConfidentRag(k=k),

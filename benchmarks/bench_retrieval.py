@@ -12,7 +12,7 @@ passages whose similarity clears the cutoff), the share of splits whose coverage
 1 - alpha, and how many of the top 10 passages clear the cutoff per question (what the
 guarantee costs in context length).
 
-    python benchmarks/bench_retrieval.py [--store DIR] [--corpus 300] [--json out.json]
+    python -m benchmarks.bench_retrieval [--store DIR] [--corpus 300] [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from clapnq import EMBEDDERS, PREFIX, CachedEmbedder, embedders, index, load_rows
-from common import report
 
-from demur.errors import ConfigError
-from demur.retrieval.chroma import ChromaStore
-from demur.retrieval.cutoff import ConformalCutoff, gold_similarities, realised_coverage
+from benchmarks.clapnq import EMBEDDERS, PREFIX, CachedEmbedder, embedders, index, load_rows
+from benchmarks.common import report
+from demur import ConfigError
+from demur.retrieval import ChromaStore, ConformalCutoff, gold_similarities, realised_coverage
 
 ALPHAS = (0.05, 0.1, 0.2)
 RECALL_AT = (1, 3, 5, 10)

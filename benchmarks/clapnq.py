@@ -12,8 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from demur.adapters.embeddings import Embedder, load_embedder
-from demur.retrieval.chroma import ChromaStore
-from demur.retrieval.indexing import SourceChunk, index_chunks
+from demur.retrieval import ChromaStore, SourceChunk, index_chunks
 
 DATA = Path(__file__).resolve().parent / "data" / "clapnq"
 EMBEDDERS = ("minilm-l6", "e5-small", "mpnet-base")

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+# The repository root: `python -m benchmarks.<name>` runs from here.
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def report(result: dict[str, Any], json_path: str | None) -> None:
     text = json.dumps(result, indent=2)

