@@ -27,10 +27,12 @@ from demur.protocols import (
     Retriever,
 )
 from demur.router._calls import Ledger, ModelCalls
+from demur.router._estimate import estimate_all
+from demur.router._passages import request_chars, trimmed_passage
 from demur.router._retrieve import RetrievalRun, retrieve
 from demur.router.sampling import Sampling, settled
 from demur.router.tracing import RouteTracing
-from demur.scoring import ScoreCombiner, run_estimator
+from demur.scoring import ScoreCombiner
 from demur.types import (
     Branch,
     Candidate,
@@ -41,7 +43,6 @@ from demur.types import (
     Query,
     Retrieval,
     RetrieveMore,
-    Score,
     Step,
 )
 
@@ -226,7 +227,9 @@ class AttemptRunner:
             return await self._ask(model, target, request, deadline, ledger)
 
         attempt = Attempt(query=grounded, candidate=candidate, caller=ask)
-        scores = await self._estimate(attempt, span)
+        scores = await estimate_all(
+            self.estimators, attempt, span, self.tracing, self.estimator_timeout_s
+        )
         raw = self.combiner.combine(scores)
         confidence = raw
         calibrated = False
@@ -283,7 +286,7 @@ class AttemptRunner:
                     continue
                 kept = ""
                 if documents:
-                    kept = _trimmed(documents[0].text, exc, _request_chars(request))
+                    kept = trimmed_passage(documents[0].text, exc, request_chars(request))
                 if not kept:
                     raise
                 original = original or documents[0].text
@@ -427,44 +430,6 @@ class AttemptRunner:
         ledger.add(model, generation)
         return generation
 
-    async def _estimate(self, attempt: Attempt, attempt_span: Span) -> tuple[Score, ...]:
-        if not self.estimators:
-            return ()
-        if len(self.estimators) == 1:
-            return (await self._run_estimator(self.estimators[0], attempt, attempt_span),)
-        return tuple(
-            await asyncio.gather(
-                *(self._run_estimator(e, attempt, attempt_span) for e in self.estimators)
-            )
-        )
-
-    async def _run_estimator(
-        self, estimator: Estimator, attempt: Attempt, attempt_span: Span
-    ) -> Score:
-        calls = 0
-        if not estimator.in_process and attempt.caller is not None:
-            outer = attempt.caller
-
-            async def counted(
-                request: GenerationRequest, target: Model | str | None = None
-            ) -> Generation:
-                nonlocal calls
-                generation = await outer(request, target)
-                calls += 1  # counted like the step's ledger: calls that returned
-                return generation
-
-            attempt = dataclasses.replace(attempt, caller=counted)
-        with self.tracing.estimator(estimator.name, current=not estimator.in_process) as span:
-            started = time.perf_counter()
-            score = await run_estimator(
-                estimator, attempt, self.estimator_timeout_s, span.record_exception
-            )
-            score = score.model_copy(
-                update={"duration_s": time.perf_counter() - started, "calls": calls}
-            )
-            self.tracing.record_score(attempt_span, span, score)
-            return score
-
 
 @dataclasses.dataclass(frozen=True)
 class _Answered:
@@ -477,32 +442,6 @@ class _Answered:
     query: Query
     request: GenerationRequest
     notes: tuple[str, ...] = ()
-
-
-def _request_chars(request: GenerationRequest) -> int:
-    if request.messages is not None:
-        return sum(len(m.content) for m in request.messages)
-    return len(request.prompt or "")
-
-
-def _trimmed(text: str, overflow: ContextOverflowError, prompt_chars: int) -> str:
-    """The passage cut at a word boundary short enough to fit, estimated from the overflow.
-
-    Without usable token counts from the backend the passage is halved; the caller tries again
-    until the prompt fits or nothing is left.
-    """
-    tokens, limit = overflow.prompt_tokens, overflow.limit
-    if tokens and limit is not None and tokens > limit:
-        chars_per_token = prompt_chars / tokens
-        keep = len(text) - int((tokens - limit + 8) * chars_per_token * 1.1)
-    else:
-        keep = len(text) // 2
-    if keep >= len(text):  # counts that would not shorten it are no estimate
-        keep = len(text) // 2
-    if keep <= 0:
-        return ""
-    cut = text.rfind(" ", 0, keep)
-    return text[: cut if cut > 0 else keep].rstrip()
 
 
 @dataclasses.dataclass(frozen=True)
