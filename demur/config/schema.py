@@ -1,35 +1,27 @@
-"""Router configuration: a validated schema, loading from YAML or TOML, and building a Router.
+"""The router config schema: one frozen pydantic section per part of the router.
 
-    router = load_router("demur.yaml")
-
-Every section rejects unknown keys, and errors name the file, the key path, the value given,
-and the likely fix:
-
-    ConfigError: demur.yaml, line 12, policy: unknown option 'treshold'. Did you mean 'threshold'?
+Every section rejects unknown keys with a did-you-mean hint; `load.py` turns the errors into
+messages that name the file and line.
 """
 
 from __future__ import annotations
 
 import inspect
-import tomllib
-from collections.abc import Mapping, Sequence
-from importlib import resources
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from demur.errors import ConfigError, MissingDependencyError, did_you_mean, unknown_name
+from demur.errors import ConfigError, did_you_mean, unknown_name
 from demur.estimators.registry import ESTIMATORS, estimator_class
 from demur.estimators.registry import build_estimator as build_registered_estimator
-from demur.policies.ladder import Ladder
 from demur.prompts import ChatPrompt, CompletionPrompt
-from demur.protocols import FREE, Estimator, Model, Price
+from demur.protocols import FREE, Price
 from demur.queue.base import ReviewQueue
 from demur.queue.sqlite import SqliteQueue
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
-from demur.router.router import DEFAULT_ABSTAIN_MESSAGE, Router
+from demur.router.router import DEFAULT_ABSTAIN_MESSAGE
 from demur.router.sampling import Sampling
 from demur.scoring import CombineMethod
 from demur.types import Abstain, AskHuman, Escalate, RetrieveMore
@@ -421,274 +413,3 @@ class RouterConfig(_Section):
                 "add `queue: {path: .demur/queue.db}`"
             )
         return self
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-
-def _read(path: Path) -> tuple[Any, str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist; check the path, or run without --config "
-            "to use the built-in defaults"
-        ) from None
-    if path.suffix == ".toml":
-        try:
-            return tomllib.loads(text), text
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise MissingDependencyError("pyyaml", "yaml", "YAML configs") from None
-        try:
-            return yaml.safe_load(text), text
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
-
-
-def _yaml_line(text: str, loc: Sequence[int | str]) -> int | None:
-    """The 1-based line of the YAML node at `loc`, skipping segments pydantic adds."""
-    try:
-        import yaml
-
-        node = yaml.compose(text)
-    except Exception:
-        return None
-    line = None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(key)), None)
-            hit = next((k for k, v in node.value if k.value == str(key)), None)
-            if match is None:
-                continue  # a union tag such as 'llama_cpp' that is not in the file
-            line = (hit or match).start_mark.line + 1
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-            if key >= len(node.value):
-                break
-            node = node.value[key]
-            line = node.start_mark.line + 1
-    return line
-
-
-def _format_location(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _explain(exc: ValidationError, source: str, text: str | None) -> ConfigError:
-    lines = []
-    for error in exc.errors():
-        loc = [p for p in error["loc"] if p not in ("llama_cpp", "openai", "scripted")]
-        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        where = source
-        line = None
-        if text is not None and source.endswith(("yaml", "yml")):
-            key = message.split("'")[1] if message.startswith("unknown option '") else None
-            line = _yaml_line(text, [*error["loc"], *([key] if key else [])])
-        if line is not None:
-            where += f", line {line}"
-        place = _format_location(loc) or "(top level)"
-        given = error.get("input")
-        shown = "" if isinstance(given, Mapping | list) or given is None else f" (got {given!r})"
-        lines.append(f"{where}, {place}: {message}{shown}")
-    count = len(lines)
-    header = f"invalid router config ({count} problem{'s' if count > 1 else ''}):\n  "
-    return ConfigError(header + "\n  ".join(lines))
-
-
-def parse_config(data: Any, *, source: str = "<config>", text: str | None = None) -> RouterConfig:
-    """Validate a config mapping; ConfigError explains every problem found."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: a router config must be a mapping, got {type(data).__name__}")
-    try:
-        return RouterConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc, source, text) from None
-
-
-def load_config(path: str | Path) -> RouterConfig:
-    """Read and validate a YAML or TOML router config."""
-    path = Path(path)
-    data, text = _read(path)
-    return parse_config(data, source=str(path), text=text)
-
-
-def default_config() -> RouterConfig:
-    """The embedded defaults: SmolLM2 answers, Gemma-3 takes escalations, then a person."""
-    text = resources.files("demur").joinpath("default_config.toml").read_text(encoding="utf-8")
-    return parse_config(tomllib.loads(text), source="demur/default_config.toml")
-
-
-# --- building --------------------------------------------------------------------------------
-
-
-def build_model(name: str, config: ModelConfig) -> Model:
-    """Construct one model backend from its config section."""
-    prompt = config.prompt
-    if isinstance(config, LlamaCppConfig):
-        from demur.adapters.models.llama_cpp import LlamaCppModel
-
-        return LlamaCppModel(
-            name,
-            path=config.path,
-            builtin=config.builtin,
-            n_ctx=config.n_ctx,
-            n_threads=config.n_threads,
-            chat=config.chat,
-            max_tokens=config.max_tokens,
-            timeout_s=config.timeout_s,
-            price=config.price,
-            default_prompt=prompt,
-            isolation=config.isolation,
-            extra_buffers=config.extra_buffers,
-        )
-    if isinstance(config, OpenAIConfig):
-        import os
-
-        from demur.adapters.models.openai_http import OpenAICompatibleModel
-
-        return OpenAICompatibleModel(
-            name,
-            base_url=config.base_url,
-            model=config.model,
-            api_key=os.environ.get(config.api_key_env),
-            api_key_env=config.api_key_env,
-            headers=config.headers,
-            timeout_s=config.timeout_s,
-            max_tokens=config.max_tokens,
-            price=config.price,
-            default_prompt=prompt,
-            provider=config.provider,
-        )
-    from demur.adapters.models.scripted import Reply, ScriptedModel
-
-    replies = [
-        Reply(text=r)
-        if isinstance(r, str)
-        else Reply(text=r.text, logprobs=tuple(r.logprobs) if r.logprobs is not None else None)
-        for r in config.replies
-    ]
-    return ScriptedModel(
-        name,
-        replies,
-        price=config.price,
-        default_prompt=prompt,
-        max_tokens=config.max_tokens,
-        timeout_s=config.timeout_s,
-    )
-
-
-def build_estimator(config: EstimatorConfig) -> Estimator:
-    return build_registered_estimator(config.name, config.options)
-
-
-def build_router(config: RouterConfig, **overrides: Any) -> Router:
-    """A Router from a validated config. `overrides` go to Router() (e.g. tracer_provider)."""
-    estimators = [build_estimator(e) for e in config.estimators]
-    calibrator, threshold = None, config.policy.threshold
-    if config.calibration is not None:
-        from demur.calibration.bundle import CalibrationBundle
-
-        bundle = CalibrationBundle.load(config.calibration)
-        bundle.check_matches([e.name for e in estimators], config.combine)
-        calibrator = bundle.calibrator
-        if threshold == "conformal":
-            if bundle.conformal is None:
-                raise ConfigError(
-                    f"{config.calibration} has no conformal threshold; rerun `demur calibrate` "
-                    "without --no-conformal, or give policy.threshold as a number"
-                )
-            threshold = bundle.conformal.threshold
-    assert not isinstance(threshold, str)
-    policy = Ladder(
-        threshold=threshold,
-        per_model=config.policy.per_model,
-        rungs=[r.to_action() for r in config.policy.rungs],
-    )
-    options: dict[str, Any] = {
-        "start": config.start,
-        "estimators": estimators,
-        "combine": config.combine,
-        "queue": config.queue.build() if config.queue is not None else None,
-        "budget": config.budget,
-        "retry": config.retry,
-        "sampling": config.sampling,
-        "estimator_timeout_s": config.estimator_timeout_s,
-        "abstain_message": config.abstain_message,
-        "capture_content": config.tracing.capture_content,
-        "calibrator": calibrator,
-    }
-    if config.retrieval is not None:
-        options["retrievers"], options["grounding"] = build_retrieval(config.retrieval)
-    options.update(overrides)
-    models = {name: build_model(name, section) for name, section in config.models.items()}
-    return Router(models, policy=policy, **options)
-
-
-def build_retrieval(config: RetrievalConfig) -> tuple[list[Any], Any]:
-    """The retrievers (one chroma collection per embedder) and the grounding of a config."""
-    from demur.grounding import ConfidentRag, Rag, Situated
-    from demur.retrieval.chroma import ChromaStore
-    from demur.retrieval.cutoff import ConformalCutoff
-
-    store = ChromaStore(config.store, url=config.url, prefix=config.prefix)
-    retrievers = []
-    for name in config.embedders:
-        cutoff = None
-        if name in config.cutoffs:
-            cutoff = ConformalCutoff.load(config.cutoffs[name]).cutoff
-        retrievers.append(store.retriever(name, cutoff=cutoff))
-    g = config.grounding
-    grounding: Any
-    if g.kind == "confident_rag":
-        grounding = ConfidentRag(k=g.k, agreement_bonus=g.agreement_bonus)
-    elif g.kind == "situated":
-        grounding = Situated(g.method, retriever=g.retriever, k=g.k, margin=g.margin)
-    else:
-        grounding = Rag(g.retriever, k=g.k)
-    return retrievers, grounding
-
-
-def load_router(path: str | Path | None = None, **overrides: Any) -> Router:
-    """A Router from a config file, or from the embedded defaults when `path` is None."""
-    config = default_config() if path is None else load_config(path)
-    return build_router(config, **overrides)
-
-
-__all__ = [
-    "BudgetConfig",
-    "EstimatorConfig",
-    "GroundingConfig",
-    "HumanRungOptions",
-    "LadderConfig",
-    "LlamaCppConfig",
-    "ModelConfig",
-    "OpenAIConfig",
-    "PromptConfig",
-    "QueueConfig",
-    "RetrievalConfig",
-    "RetrieveMoreOptions",
-    "RetryConfig",
-    "RouterConfig",
-    "RungConfig",
-    "SamplingConfig",
-    "ScriptedConfig",
-    "ScriptedReplyConfig",
-    "TracingConfig",
-    "build_estimator",
-    "build_model",
-    "build_retrieval",
-    "build_router",
-    "default_config",
-    "load_config",
-    "load_router",
-    "parse_config",
-]

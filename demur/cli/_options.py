@@ -1,0 +1,119 @@
+"""What a command's flags and the router config decide together: the config, the trace exporter,
+the router, the review queue, and server or review settings. A flag, when given, wins over the
+config, and each such rule lives here once."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from demur.config import RouterConfig
+    from demur.queue.base import ReviewQueue
+    from demur.router.router import Router
+    from demur.telemetry import ExporterName, Telemetry
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    """What `add_subparsers()` returns: each command module adds its parser to it."""
+
+SettingsT = TypeVar("SettingsT", bound="BaseModel")
+
+
+def add_router_options(sub: argparse.ArgumentParser) -> None:
+    """--config, --traces and --trace-file: for the commands that build a router."""
+    sub.add_argument("--config", type=Path, help="router config (.yaml or .toml)")
+    sub.add_argument(
+        "--traces",
+        choices=["jsonl", "console", "otlp", "none"],
+        help="trace exporter (default: the config's; otlp reads OTEL_EXPORTER_OTLP_*)",
+    )
+    sub.add_argument("--trace-file", help="JSON-lines trace file (default .demur/traces.jsonl)")
+
+
+def router_config(args: argparse.Namespace) -> RouterConfig:
+    """The config named by --config, or the embedded defaults."""
+    from demur.config import default_config, load_config
+
+    return default_config() if args.config is None else load_config(args.config)
+
+
+@dataclass(frozen=True)
+class Traces:
+    """Where traces go: --traces and --trace-file over the config's `tracing` section."""
+
+    exporter: ExporterName
+    path: str
+
+    @classmethod
+    def resolve(cls, args: argparse.Namespace, config: RouterConfig) -> Traces:
+        return cls(
+            exporter=args.traces or config.tracing.exporter,
+            path=str(args.trace_file or config.tracing.path),
+        )
+
+    @property
+    def destination(self) -> str:
+        """The trace file for jsonl, else the exporter's name: for "traces → ..." lines."""
+        return self.path if self.exporter == "jsonl" else self.exporter
+
+
+def open_telemetry(
+    args: argparse.Namespace, config: RouterConfig, *, service_name: str = "demur-cli"
+) -> Telemetry:
+    from demur.telemetry import configure_telemetry
+
+    traces = Traces.resolve(args, config)
+    # Providers go to the router explicitly; the global ones stay the host's business.
+    return configure_telemetry(
+        traces.exporter, path=traces.path, service_name=service_name, set_global=False
+    )
+
+
+def build_router(config: RouterConfig, telemetry: Telemetry) -> Router:
+    from demur.config import build_router
+
+    return build_router(
+        config,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+
+
+def open_queue(args: argparse.Namespace) -> ReviewQueue:
+    """The review queue named by --dsn, --path, or the config's `queue` section."""
+    from demur.errors import ConfigError
+
+    if args.dsn:
+        from demur.queue.postgres import PostgresQueue
+
+        return PostgresQueue(args.dsn)
+    if args.path:
+        from demur.queue.sqlite import SqliteQueue
+
+        if not Path(args.path).exists():
+            raise ConfigError(f"there is no review queue at {args.path}; check the path")
+        return SqliteQueue(args.path)
+    config = router_config(args)
+    if config.queue is None:
+        raise ConfigError(
+            "the config has no 'queue' section; add `queue: {path: .demur/queue.db}`, or pass "
+            "--path FILE (SQLite) or --dsn DSN (PostgreSQL)"
+        )
+    return config.queue.build()
+
+
+def settings(cls: type[SettingsT], what: str, **options: Any) -> SettingsT:
+    """`cls(**options)`, a ValidationError explained like a config error; secrets not shown."""
+    from pydantic import ValidationError
+
+    from demur.config.load import explain_validation
+
+    try:
+        return cls(**options)
+    except ValidationError as exc:
+        secret = [name for name, field in cls.model_fields.items() if not field.repr]
+        raise explain_validation(exc, what=what, secret=secret) from None

@@ -1,0 +1,157 @@
+"""Building a Router, and its models, estimators, policy and retrieval, from a validated config.
+
+router = load_router("demur.yaml")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from demur.config.load import default_config, load_config
+from demur.config.schema import (
+    EstimatorConfig,
+    LlamaCppConfig,
+    ModelConfig,
+    OpenAIConfig,
+    RetrievalConfig,
+    RouterConfig,
+)
+from demur.errors import ConfigError
+from demur.estimators.registry import build_estimator as build_registered_estimator
+from demur.policies.ladder import Ladder
+from demur.protocols import Estimator, Grounding, Model, Retriever
+from demur.router.router import Router
+
+
+def build_model(name: str, config: ModelConfig) -> Model:
+    """Construct one model backend from its config section."""
+    prompt = config.prompt
+    if isinstance(config, LlamaCppConfig):
+        from demur.adapters.models.llama_cpp import LlamaCppModel
+
+        return LlamaCppModel(
+            name,
+            path=config.path,
+            builtin=config.builtin,
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads,
+            chat=config.chat,
+            max_tokens=config.max_tokens,
+            timeout_s=config.timeout_s,
+            price=config.price,
+            default_prompt=prompt,
+            isolation=config.isolation,
+            extra_buffers=config.extra_buffers,
+        )
+    if isinstance(config, OpenAIConfig):
+        import os
+
+        from demur.adapters.models.openai_http import OpenAICompatibleModel
+
+        return OpenAICompatibleModel(
+            name,
+            base_url=config.base_url,
+            model=config.model,
+            api_key=os.environ.get(config.api_key_env),
+            api_key_env=config.api_key_env,
+            headers=config.headers,
+            timeout_s=config.timeout_s,
+            max_tokens=config.max_tokens,
+            price=config.price,
+            default_prompt=prompt,
+            provider=config.provider,
+        )
+    from demur.adapters.models.scripted import Reply, ScriptedModel
+
+    replies = [
+        Reply(text=r)
+        if isinstance(r, str)
+        else Reply(text=r.text, logprobs=tuple(r.logprobs) if r.logprobs is not None else None)
+        for r in config.replies
+    ]
+    return ScriptedModel(
+        name,
+        replies,
+        price=config.price,
+        default_prompt=prompt,
+        max_tokens=config.max_tokens,
+        timeout_s=config.timeout_s,
+    )
+
+
+def build_estimator(config: EstimatorConfig) -> Estimator:
+    return build_registered_estimator(config.name, config.options)
+
+
+def build_router(config: RouterConfig, **overrides: Any) -> Router:
+    """A Router from a validated config. `overrides` go to Router() (e.g. tracer_provider)."""
+    estimators = [build_estimator(e) for e in config.estimators]
+    calibrator, threshold = None, config.policy.threshold
+    if config.calibration is not None:
+        from demur.calibration.bundle import CalibrationBundle
+
+        bundle = CalibrationBundle.load(config.calibration)
+        bundle.check_matches([e.name for e in estimators], config.combine)
+        calibrator = bundle.calibrator
+        if threshold == "conformal":
+            if bundle.conformal is None:
+                raise ConfigError(
+                    f"{config.calibration} has no conformal threshold; rerun `demur calibrate` "
+                    "without --no-conformal, or give policy.threshold as a number"
+                )
+            threshold = bundle.conformal.threshold
+    assert not isinstance(threshold, str)
+    policy = Ladder(
+        threshold=threshold,
+        per_model=config.policy.per_model,
+        rungs=[r.to_action() for r in config.policy.rungs],
+    )
+    options: dict[str, Any] = {
+        "start": config.start,
+        "estimators": estimators,
+        "combine": config.combine,
+        "queue": config.queue.build() if config.queue is not None else None,
+        "budget": config.budget,
+        "retry": config.retry,
+        "sampling": config.sampling,
+        "estimator_timeout_s": config.estimator_timeout_s,
+        "abstain_message": config.abstain_message,
+        "capture_content": config.tracing.capture_content,
+        "calibrator": calibrator,
+    }
+    if config.retrieval is not None:
+        options["retrievers"], options["grounding"] = build_retrieval(config.retrieval)
+    options.update(overrides)
+    models = {name: build_model(name, section) for name, section in config.models.items()}
+    return Router(models, policy=policy, **options)
+
+
+def build_retrieval(config: RetrievalConfig) -> tuple[list[Retriever], Grounding]:
+    """The retrievers (one chroma collection per embedder) and the grounding of a config."""
+    from demur.grounding import ConfidentRag, Rag, Situated
+    from demur.retrieval.chroma import ChromaStore
+    from demur.retrieval.cutoff import ConformalCutoff
+
+    store = ChromaStore(config.store, url=config.url, prefix=config.prefix)
+    retrievers: list[Retriever] = []
+    for name in config.embedders:
+        cutoff = None
+        if name in config.cutoffs:
+            cutoff = ConformalCutoff.load(config.cutoffs[name]).cutoff
+        retrievers.append(store.retriever(name, cutoff=cutoff))
+    g = config.grounding
+    grounding: Grounding
+    if g.kind == "confident_rag":
+        grounding = ConfidentRag(k=g.k, agreement_bonus=g.agreement_bonus)
+    elif g.kind == "situated":
+        grounding = Situated(g.method, retriever=g.retriever, k=g.k, margin=g.margin)
+    else:
+        grounding = Rag(g.retriever, k=g.k)
+    return retrievers, grounding
+
+
+def load_router(path: str | Path | None = None, **overrides: Any) -> Router:
+    """A Router from a config file, or from the embedded defaults when `path` is None."""
+    config = default_config() if path is None else load_config(path)
+    return build_router(config, **overrides)
