@@ -4,7 +4,15 @@ Needs the `server` extra: `pip install 'demur[server]'`. See `demur.server.app` 
 endpoints and the status codes, `demur serve --help` for the command.
 """
 
-from demur.server.app import ApiError, Gateway, create_app
+from demur.errors import MissingDependencyError
+
+try:
+    import starlette  # noqa: F401  (every module of the gateway needs it)
+except ImportError:
+    raise MissingDependencyError("starlette", "server", "The demur gateway") from None
+
+from demur.server.app import Gateway, create_app
+from demur.server.errors import ApiError
 from demur.server.run import BackgroundServer, serve
 from demur.server.settings import ServerSettings
 

@@ -44,100 +44,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from demur._version import __version__
-from demur.errors import ContextOverflowError, DemurError, InvalidQueryError, MissingDependencyError
+from demur.errors import ContextOverflowError, DemurError, InvalidQueryError
 from demur.router.router import Router
 from demur.server.auth import ApiKeys
+from demur.server.errors import HANDLERS, JSON, ApiError
 from demur.server.metrics import CONTENT_TYPE, GatewayMetrics
+from demur.server.observe import Observe, request_log
 from demur.server.openai_schema import (
     AssistantMessage,
     ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
     Choice,
-    ChunkChoice,
     CompletionUsage,
-    Delta,
     DemurInfo,
-    ErrorBody,
-    ErrorDetail,
     ModelCard,
     ModelList,
-    RequestProblem,
+)
+from demur.server.parsing import parse_chat, query_of, read_json
+from demur.server.responses import (
+    demur_headers,
+    json_response,
+    reply,
+    sse_events,
+    upstream_failure,
 )
 from demur.server.settings import ServerSettings
 from demur.types import Query, Verdict
-from demur.web.limits import (
-    BadContentLength,
-    BodyTooLarge,
-    RateLimiter,
-    declared_length,
-    read_limited,
-)
-
-try:
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.middleware import Middleware
-    from starlette.requests import Request
-    from starlette.responses import Response, StreamingResponse
-    from starlette.routing import Route
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
-except ImportError:
-    raise MissingDependencyError("starlette", "server", "The demur gateway") from None
+from demur.web.limits import RateLimiter
 
 logger = logging.getLogger("demur.server")
 
 CHAT_PATH = "/v1/chat/completions"
 _PATHS = {CHAT_PATH, "/v1/models", "/healthz", "/readyz", "/metrics"}
-_LOG_KEY = "demur.log"  # per-request fields the endpoint leaves for the access log
-_TIMEOUTS = {"ModelTimeoutError", "DeadlineExceededError"}
 _DEADLINE_GRACE_S = 5.0
-_TYPE_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-.*)$")
-_JSON = "application/json"
-
-
-class ApiError(Exception):
-    """An error response in OpenAI's shape, raised anywhere in a request's handling."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        demur: DemurInfo | None = None,
-    ) -> None:
-        self.status = status
-        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
-        self.headers = dict(headers or {})
-        self.demur = demur
-        super().__init__(message)
-
-    def response(self) -> Response:
-        body = ErrorBody(error=self.detail, demur=self.demur)
-        return Response(
-            body.model_dump_json(exclude={"demur"} if self.demur is None else None),
-            status_code=self.status,
-            headers=self.headers,
-            media_type=_JSON,
-        )
 
 
 class Gateway:
@@ -174,14 +127,14 @@ class Gateway:
     # --- plain endpoints ---------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         if self.draining:
-            return _json({"status": "draining"}, 503)
+            return json_response({"status": "draining"}, 503)
         if not self.ready:
-            return _json({"status": "starting"}, 503)
-        return _json({"status": "ready", "models": list(self.router.models)})
+            return json_response({"status": "starting"}, 503)
+        return json_response({"status": "ready", "models": list(self.router.models)})
 
     async def metrics_page(self, request: Request) -> Response:
         if self.settings.metrics_require_auth:
@@ -197,14 +150,14 @@ class Gateway:
 
     async def list_models(self, request: Request) -> Response:
         self.authenticate(request)
-        return _json(ModelList(data=self._cards()).model_dump())
+        return json_response(ModelList(data=self._cards()).model_dump())
 
     async def get_model(self, request: Request) -> Response:
         self.authenticate(request)
         wanted = request.path_params["model"]
         for card in self._cards():
             if card.id == wanted:
-                return _json(card.model_dump())
+                return json_response(card.model_dump())
         raise ApiError(
             404,
             f"the model '{wanted}' does not exist here; GET /v1/models lists what this "
@@ -231,7 +184,7 @@ class Gateway:
                 code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        _log(request)["key_id"] = found
+        request_log(request)["key_id"] = found
         return found
 
     def limit_rate(self, request: Request, key: str | None) -> None:
@@ -250,49 +203,16 @@ class Gateway:
                 headers={"Retry-After": str(seconds)},
             )
 
-    async def read_json(self, request: Request) -> dict[str, Any]:
-        limit = self.settings.max_body_bytes
-        try:
-            declared = declared_length(request.headers.get("content-length"))
-            raw = await read_limited(request.stream(), limit, declared)
-        except BadContentLength as exc:
-            raise ApiError(400, str(exc), code="invalid_content_length") from None
-        except BodyTooLarge as exc:
-            raise ApiError(413, str(exc), code="request_too_large") from None
-        if not raw.strip():
-            raise ApiError(400, "the request body is empty; send a JSON chat completion request")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            message = f"the request body is not valid JSON: {exc}"
-            raise ApiError(400, message, code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise ApiError(
-                400,
-                f"the request body must be a JSON object, got {type(body).__name__}",
-                code="invalid_json",
-            )
-        return body
-
     # --- chat completions --------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
         key = self.authenticate(request)
         self.limit_rate(request, key)
-        body = await self.read_json(request)
-        try:
-            parsed = ChatCompletionRequest.model_validate(body)
-        except ValidationError as exc:
-            raise _schema_error(exc) from None
+        parsed = parse_chat(await read_json(request, self.settings.max_body_bytes))
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        log = _log(request)
+        log = request_log(request)
         log["request_id"] = request_id
-        try:
-            query = parsed.to_query(request_id)
-        except RequestProblem as exc:
-            raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
-        except ValidationError as exc:
-            raise _schema_error(exc) from None
+        query = query_of(parsed, request_id)
         limit = self.settings.max_in_flight
         if limit is not None and self.routing >= limit:
             raise ApiError(
@@ -304,7 +224,7 @@ class Gateway:
             )
         verdict, failure = await self._route(request, query)
         info = DemurInfo.of(verdict)
-        headers = _demur_headers(verdict, request_id)
+        headers = demur_headers(verdict, request_id)
         log.update(trace_id=verdict.trace_id, action=verdict.action)
         self.metrics.decision(verdict.action, verdict.status, verdict.confidence)
         if failure is not None:
@@ -317,12 +237,16 @@ class Gateway:
                 headers=headers,
                 demur=info,
             )
-        content, finish = self._content(verdict)
+        content, finish = reply(
+            verdict,
+            pending_message=self.settings.pending_message,
+            abstain_message=self.router.abstain_message,
+        )
         usage = CompletionUsage.of(verdict)
         model = parsed.model
         if parsed.stream:
             include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-            events = _sse_events(request_id, model, content, finish, info, usage, include_usage)
+            events = sse_events(request_id, model, content, finish, info, usage, include_usage)
             headers["Cache-Control"] = "no-cache"
             return StreamingResponse(events, headers=headers, media_type="text/event-stream")
         completion = ChatCompletion(
@@ -333,7 +257,7 @@ class Gateway:
             usage=usage,
             demur=info,
         )
-        return Response(completion.model_dump_json(), headers=headers, media_type=_JSON)
+        return Response(completion.model_dump_json(), headers=headers, media_type=JSON)
 
     async def _route(
         self, request: Request, query: Query
@@ -350,7 +274,7 @@ class Gateway:
         # A no-op tracer gives an invalid span: then demur's spans nest under the caller's.
         valid = span.get_span_context().is_valid
         ctx = trace.set_span_in_context(span, parent) if valid else parent
-        key = _log(request).get("key_id")
+        key = request_log(request).get("key_id")
         if key:
             span.set_attribute("demur.key_id", key)
         token = otel_context.attach(ctx)
@@ -359,7 +283,7 @@ class Gateway:
         try:
             async with asyncio.timeout(self.route_timeout_s):
                 verdict = await self.router.aroute(query)
-            failure = _upstream_failure(verdict)
+            failure = upstream_failure(verdict)
             status = 200 if failure is None else failure[0]
             if failure is not None:
                 logger.warning(
@@ -369,7 +293,7 @@ class Gateway:
         except TimeoutError:
             status = 504
             trace_id = _hex_trace(span)
-            _log(request)["trace_id"] = trace_id
+            request_log(request)["trace_id"] = trace_id
             raise ApiError(
                 504,
                 f"the route did not finish within {self.route_timeout_s:g}s; the models are "
@@ -404,22 +328,6 @@ class Gateway:
             span.end()
         return verdict, failure
 
-    def _content(self, verdict: Verdict) -> tuple[str, str]:
-        """The text the client sees and its finish_reason."""
-        if verdict.status == "answered":
-            finish = "stop"
-            for step in reversed(verdict.steps):
-                candidate = step.candidate
-                if candidate is not None and step.model == verdict.model:
-                    if candidate.finish_reason == "length":
-                        finish = "length"
-                    break
-            return verdict.text, finish
-        if verdict.status == "pending":
-            message = self.settings.pending_message
-            return message.replace("{ticket_id}", verdict.ticket_id or ""), "stop"
-        return verdict.text or self.router.abstain_message, "stop"
-
     # --- the app -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -433,171 +341,9 @@ class Gateway:
                 await self.router.aclose()
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(json.dumps(content), status_code=status, media_type=_JSON)
-
-
-def _log(request: Request) -> dict[str, Any]:
-    fields: dict[str, Any] = request.scope.setdefault(_LOG_KEY, {})
-    return fields
-
-
 def _hex_trace(span: trace.Span) -> str | None:
     context = span.get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
-
-
-def _schema_error(exc: ValidationError) -> ApiError:
-    problems = []
-    param = None
-    for error in exc.errors():
-        where = ""
-        for part in error["loc"]:
-            if isinstance(part, int):
-                where += f"[{part}]"
-            elif not _TYPE_TAG.match(str(part)):
-                where += f".{part}" if where else str(part)
-        param = param or where or None
-        given = error.get("input")
-        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
-        problems.append(f"{where or 'body'}: {error['msg']}{shown}")
-    return ApiError(
-        422, "invalid request: " + "; ".join(problems[:5]), param=param, code="invalid_value"
-    )
-
-
-def _upstream_failure(verdict: Verdict) -> tuple[int, str] | None:
-    """(status, message) when no model answered at all, else None (a verdict to return)."""
-    if verdict.status != "abstained" or not verdict.steps:
-        return None
-    if any(step.candidate is not None for step in verdict.steps):
-        return None
-    last = verdict.steps[-1]
-    failures = ", ".join(f"{s.model}: {s.error_type}" for s in verdict.steps)
-    if last.error_type in _TIMEOUTS:
-        return 504, f"no model answered in time ({failures}); retry later"
-    return 502, f"no model could answer ({failures}); the upstream is failing, retry later"
-
-
-def _demur_headers(verdict: Verdict, request_id: str) -> dict[str, str]:
-    headers = {
-        "x-request-id": request_id,
-        "x-demur-action": verdict.action,
-        "x-demur-status": verdict.status,
-    }
-    if verdict.confidence is not None:
-        headers["x-demur-confidence"] = f"{verdict.confidence:.6f}"
-    if verdict.model is not None:
-        headers["x-demur-model"] = verdict.model
-    if verdict.trace_id is not None:
-        headers["x-demur-trace-id"] = verdict.trace_id
-    if verdict.ticket_id is not None:
-        headers["x-demur-ticket-id"] = verdict.ticket_id
-    return headers
-
-
-_PIECES = re.compile(r"\S*\s*")
-
-
-async def _sse_events(
-    request_id: str,
-    model: str,
-    content: str,
-    finish: str,
-    info: DemurInfo,
-    usage: CompletionUsage,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    """The gated text as OpenAI chat.completion.chunk events, a word at a time."""
-    created = int(time.time())
-
-    def event(choices: list[ChunkChoice], **extra: Any) -> bytes:
-        chunk = ChatCompletionChunk(
-            id=request_id, created=created, model=model, choices=choices, **extra
-        )
-        skip = {name for name in ("usage", "demur") if getattr(chunk, name) is None}
-        if include_usage:
-            skip.discard("usage")  # OpenAI sends usage: null on every chunk but the last
-        return b"data: " + chunk.model_dump_json(exclude=skip).encode() + b"\n\n"
-
-    yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
-    for piece in filter(None, _PIECES.findall(content)):
-        yield event([ChunkChoice(delta=Delta(content=piece))])
-    yield event([ChunkChoice(delta=Delta(), finish_reason=finish)], demur=info)
-    if include_usage:
-        yield event([], usage=usage)
-    yield b"data: [DONE]\n\n"
-
-
-class _Observe:
-    """Outermost middleware: one JSON log line and the metrics of every request."""
-
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gateway = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        fields: dict[str, Any] = {}
-        scope[_LOG_KEY] = fields
-        status = 500
-        metrics = self.gateway.metrics
-        metrics.in_flight += 1
-
-        async def observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed)
-        finally:
-            metrics.in_flight -= 1
-            duration = time.perf_counter() - started
-            path = scope["path"]
-            label = path if path in _PATHS else "other"
-            if path.startswith("/v1/models/"):
-                label = "/v1/models/{model}"
-            metrics.request(scope["method"], label, status, duration)
-            if logger.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                record = {
-                    "method": scope["method"],
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                    "client": client[0] if client else None,
-                    **fields,
-                }
-                logger.info("request", extra={"demur": record})
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed"}
-    error = ApiError(
-        exc.status_code,
-        message.get(exc.status_code, str(exc.detail)),
-        code="not_found" if exc.status_code == 404 else None,
-        headers=exc.headers,
-    )
-    return error.response()
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return exc.response()
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return ApiError(
-        500, "internal error; the server log has the details", type="server_error"
-    ).response()
 
 
 def create_app(
@@ -631,16 +377,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_Observe, gateway=gateway)],
-        exception_handlers={
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _internal_error,
-        },
+        middleware=[Middleware(Observe, metrics=gateway.metrics, paths=_PATHS)],
+        exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
     app.state.gateway = gateway
     return app
 
 
-__all__ = ["ApiError", "Gateway", "create_app"]
+__all__ = ["CHAT_PATH", "Gateway", "create_app"]
