@@ -34,7 +34,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from demur.calibration.calibrators import (
+from demur.calibration.files import (
     FitMetadata,
     JsonDocument,
     utc_now,

@@ -21,36 +21,41 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 from demur.bases import EstimatorBase
-from demur.calibration.calibrators import (
-    MIN_EXAMPLES,
+from demur.calibration.calibrators import logit, sigmoid
+from demur.calibration.files import (
     FitMetadata,
     PathLike,
     check_document,
-    logit,
     parse_json,
     read_json,
-    sigmoid,
     utc_now,
     validated,
     write_json,
 )
-from demur.calibration.metrics import FloatArray, UndefinedMetricError, auroc, brier, ece
+from demur.calibration.metrics import FloatArray
 from demur.errors import (
     ConfigError,
     EstimatorError,
     EstimatorUnavailable,
-    MissingDependencyError,
+)
+from demur.estimators._ensemble_fit import (
+    EnsembleDocument,
+    FitMethod,
+    Row,
+    check_labels,
+    fit_metrics,
+    fit_weights,
+    fitting_rows,
+    member_options,
 )
 from demur.protocols import NOTHING, Attempt, Estimator, Needs, check_component
 from demur.scoring import run_estimator, score_in_process
@@ -58,7 +63,6 @@ from demur.types import Score
 
 KIND = "ensemble"
 FORMAT_VERSION = 1
-Row = Mapping[str, float | None]
 
 
 def _per_member(
@@ -87,23 +91,6 @@ def _per_member(
     if bad or not all(math.isfinite(v) for v in out):
         raise ConfigError(f"Ensemble {what} must be finite numbers, got {out}")
     return [float(v) for v in out]
-
-
-def _member_options(member: Estimator) -> dict[str, Any]:
-    """Constructor options read back from same-named attributes (MeanTokenEntropy.top_k)."""
-    options: dict[str, Any] = {}
-    for parameter in inspect.signature(type(member)).parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        value = getattr(member, parameter.name, parameter.default)
-        if value is not parameter.empty and value != parameter.default:
-            if not isinstance(value, str | int | float | bool | None):
-                raise ConfigError(
-                    f"cannot save member {member.name}: its option {parameter.name}={value!r} "
-                    "is not a JSON scalar"
-                )
-            options[parameter.name] = value
-    return options
 
 
 class _Unbuilt(EstimatorBase):
@@ -137,73 +124,7 @@ def _resolve(member: Estimator | str, options: Mapping[str, Any] | None = None) 
 
 
 def _options_of(member: Estimator) -> dict[str, Any]:
-    return member.options if isinstance(member, _Unbuilt) else _member_options(member)
-
-
-def _row_names(rows: Sequence[Row]) -> list[str]:
-    """Member names from the rows' keys, first seen first, skipping ones never scored."""
-    names: dict[str, None] = {}
-    for row in rows:
-        for key, value in row.items():
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                names.setdefault(key)
-    if not names:
-        raise ConfigError(
-            "no row holds any score; rows map estimator names to confidences, "
-            "e.g. {'mean_logprob': 0.8, 'min_prob': None}"
-        )
-    return list(names)
-
-
-class _Fit(Protocol):
-    def __call__(
-        self,
-        rows: Sequence[Row],
-        correct: npt.ArrayLike,
-        *,
-        model: str | None = None,
-        data: str | None = None,
-    ) -> Ensemble: ...
-
-
-class _FitMethod:
-    """`Ensemble.fit(...)` builds the members from the rows' keys; `ensemble.fit(...)` keeps
-    the ensemble's own members and fits it in place."""
-
-    def __get__(self, instance: Ensemble | None, owner: type[Ensemble]) -> _Fit:
-        if instance is not None:
-            return instance._fit
-
-        def fit(
-            rows: Sequence[Row],
-            correct: npt.ArrayLike,
-            *,
-            model: str | None = None,
-            data: str | None = None,
-        ) -> Ensemble:
-            return owner(_row_names(rows))._fit(rows, correct, model=model, data=data)
-
-        fit.__doc__ = Ensemble._fit.__doc__
-        return fit
-
-
-class _MemberSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class _Document(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: str
-    version: int
-    name: str
-    members: list[_MemberSpec] = Field(min_length=1)
-    weights: list[float]
-    intercept: float
-    imputation: list[float]
-    options: dict[str, Any] = Field(default_factory=dict)
-    metadata: FitMetadata | None = None
+    return member.options if isinstance(member, _Unbuilt) else member_options(member)
 
 
 class Ensemble(EstimatorBase):
@@ -376,7 +297,7 @@ class Ensemble(EstimatorBase):
 
     # --- fitting ------------------------------------------------------------------------------
 
-    fit = _FitMethod()
+    fit = FitMethod()
 
     def _fit(
         self,
@@ -392,69 +313,19 @@ class Ensemble(EstimatorBase):
         none; other keys are ignored); `correct[i]` says whether answer i was right. Rows in
         which every member is missing are left out, as the ensemble gives no score there.
         """
-        y_all = np.asarray(correct)
-        if y_all.ndim != 1 or len(y_all) != len(rows):
-            raise ConfigError(
-                f"got {len(rows)} rows but {y_all.size} labels; pass one label per row"
-            )
-        if y_all.dtype != np.bool_ and not np.isin(y_all, (0, 1)).all():
-            raise ConfigError("correct must hold booleans or 0/1, one per row")
-        matrix = self._matrix(rows)
-        used = ~np.isnan(matrix).all(axis=1)
-        matrix, y = matrix[used], y_all[used].astype(bool)
-        if len(y) < MIN_EXAMPLES:
-            raise ConfigError(
-                f"Ensemble.fit needs at least {MIN_EXAMPLES} rows with some member score, got "
-                f"{len(y)}; label more answers (a few hundred give stable weights)"
-            )
-        if y.all() or not y.any():
-            which = "correct" if y.all() else "wrong"
-            raise ConfigError(
-                f"Ensemble.fit cannot learn weights: all {len(y)} answers are {which}; "
-                "label some of the other kind too"
-            )
-        never = [n for j, n in enumerate(self.names) if np.isnan(matrix[:, j]).all()]
-        if never:
-            seen = sorted({key for row in rows for key in row})
-            raise ConfigError(
-                f"no row has a score for member(s) {', '.join(never)}; rows hold the keys "
-                f"{', '.join(seen)}. Rows must be keyed by member name."
-            )
-        try:
-            from sklearn.linear_model import LogisticRegression
-        except ImportError:
-            raise MissingDependencyError("scikit-learn", "eval", "Ensemble.fit") from None
-        features = logit(matrix)
-        mean_logit = np.nanmean(features, axis=0)
-        self.imputation = sigmoid(mean_logit)
-        filled = np.where(np.isnan(features), logit(self.imputation), features)
-        regression = LogisticRegression(C=self.C).fit(filled, y)
-        self.weights = np.asarray(regression.coef_[0], dtype=np.float64)
-        self.intercept = float(regression.intercept_[0])
+        labels = check_labels(rows, correct)
+        matrix, y = fitting_rows(self._matrix(rows), labels, self.names, rows)
+        self.imputation, self.weights, self.intercept = fit_weights(matrix, y, self.C)
+        combined = sigmoid(self._linear(matrix))
         self.metadata = FitMetadata(
             estimators=self.names,
             model=model,
             data=data,
             fitted_at=utc_now(),
             n=len(y),
-            metrics=self._fit_metrics(matrix, y),
+            metrics=fit_metrics(self.name, self.names, matrix, y, combined),
         )
         return self
-
-    def _fit_metrics(self, matrix: FloatArray, y: npt.NDArray[np.bool_]) -> dict[str, Any]:
-        def describe(c: FloatArray, labels: npt.NDArray[np.bool_]) -> dict[str, float | None]:
-            try:
-                area: float | None = auroc(c, labels)
-            except UndefinedMetricError:
-                area = None
-            return {"auroc": area, "ece": ece(c, labels), "brier": brier(c, labels), "n": len(c)}
-
-        combined = sigmoid(self._linear(matrix))
-        metrics = {self.name: describe(combined, y)}
-        for j, name in enumerate(self.names):
-            seen = ~np.isnan(matrix[:, j])
-            metrics[name] = describe(matrix[seen, j], y[seen])
-        return metrics
 
     # --- JSON ---------------------------------------------------------------------------------
 
@@ -482,7 +353,7 @@ class Ensemble(EstimatorBase):
         """Rebuild a saved ensemble. Members are built through the estimator registry with
         their saved options, or taken from `members` (matched by name) when given."""
         check_document(document, KIND, what)
-        parsed = validated(_Document, document, what)
+        parsed = validated(EnsembleDocument, document, what)
         given = {m.name: m for m in members or ()}
         unknown = sorted(set(given) - {spec.name for spec in parsed.members})
         if unknown:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
-from demur.bases import EstimatorBase
 from demur.errors import ConfigError, EstimatorUnavailable, check_range
 from demur.estimators.ptrue import TOP_K, binary_mass, normalize_token
 from demur.estimators.verbal import (
+    AskingEstimator,
     GradedExample,
     ModelAsker,
     PromptStyle,
@@ -87,7 +87,7 @@ def _score_reply(example: GradedExample) -> str:
     return str(round(example.confidence / 10))
 
 
-class LLMJudge(EstimatorBase):
+class LLMJudge(AskingEstimator):
     """A judge model grades the candidate answer.
 
     `judge` is a router model's name or a Model object outside the cascade; its name is part
@@ -186,10 +186,6 @@ class LLMJudge(EstimatorBase):
             confidence=confidence,
             detail=f"said {quote(reply)}",
         )
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        completion = await self.asker.ask(attempt, lambda chat: self._request(attempt, chat))
-        return self.score(completion, self.asker.target_name(attempt))
 
     def __repr__(self) -> str:
         return f"LLMJudge({self.asker.label!r}, mode={self.mode!r})"

@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from demur.bases import EstimatorBase
 from demur.errors import EstimatorUnavailable
 from demur.estimators.verbal import (
+    AskingEstimator,
     ModelAsker,
     PromptStyle,
     chat_request,
@@ -60,7 +60,7 @@ PTRUE_QUESTION = "Is the proposed answer:\n (A) True\n (B) False\nThe proposed a
 PTRUE_INSTRUCTION = f"{PTRUE_QUESTION}\n\nReply with one word: True or False."
 
 
-class PTrue(EstimatorBase):
+class PTrue(AskingEstimator):
     """P(True) self-evaluation: the probability the model gives to "the answer is True".
 
     `model` is who is asked: None for the model that wrote the answer (as in the paper), a
@@ -122,10 +122,6 @@ class PTrue(EstimatorBase):
             confidence=probability,
             detail=f"P(true)={true:.3g}, P(false)={false:.3g} in the top {len(first.top)}",
         )
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        completion = await self.asker.ask(attempt, lambda chat: self._request(attempt, chat))
-        return self.score(completion, self.asker.target_name(attempt))
 
     def __repr__(self) -> str:
         return f"PTrue(model={self.asker.label!r})"

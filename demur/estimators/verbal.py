@@ -1,13 +1,15 @@
 """Verbalized confidence: ask a model how sure it is that the answer is right, and read the number.
 
 This module also holds what the reflexive estimators (verbal, ptrue, judge) share: the grading
-question in chat and completion form, and `ModelAsker`, which sends it in the form a model takes.
+question in chat and completion form, `ModelAsker`, which sends it in the form a model takes,
+and `AskingEstimator`, their base: ask, then score the reply.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -198,6 +200,28 @@ class ModelAsker:
     async def _send(self, attempt: Attempt, request: GenerationRequest) -> Completion:
         generation = await attempt.ask(request, self.model)
         return generation.completions[0]
+
+
+class AskingEstimator(EstimatorBase):
+    """An estimator that asks a model about the answer (through `asker`) and scores the reply.
+
+    Subclasses write `_request(attempt, chat)`, the question in chat or completion form, and
+    `score(completion, model)`, the score of the reply of the model named `model`.
+    """
+
+    asker: ModelAsker
+
+    @abstractmethod
+    def _request(self, attempt: Attempt, chat: bool) -> GenerationRequest:
+        """The question about the attempt's answer, as chat messages or as a prompt."""
+
+    @abstractmethod
+    def score(self, completion: Completion, model: str) -> Score:
+        """The score of the asked model's reply."""
+
+    async def aestimate(self, attempt: Attempt) -> Score:
+        completion = await self.asker.ask(attempt, lambda chat: self._request(attempt, chat))
+        return self.score(completion, self.asker.target_name(attempt))
 
 
 # --- reading a stated confidence --------------------------------------------------------------
@@ -396,7 +420,7 @@ VERBAL_INSTRUCTION = (
 VERBAL_CUE = "Confidence that the proposed answer is correct (0-100%):"
 
 
-class VerbalizedConfidence(EstimatorBase):
+class VerbalizedConfidence(AskingEstimator):
     """Asks the model how confident it is that the answer is correct, and parses the reply.
 
     `model` is who is asked: None for the model that wrote the answer (self-assessment), a
@@ -429,15 +453,15 @@ class VerbalizedConfidence(EstimatorBase):
         prompt = few_shot_prompt(attempt, VERBAL_CUE, lambda e: f"{e.confidence}%")
         return GenerationRequest(prompt=prompt, max_tokens=self.max_tokens, stop=("\n",))
 
-    async def aestimate(self, attempt: Attempt) -> Score:
-        completion = await self.asker.ask(attempt, lambda chat: self._request(attempt, chat))
+    def score(self, completion: Completion, model: str) -> Score:
+        """The confidence the reply states."""
         reply = completion.text.strip()
         confidence = parse_confidence(reply)
         if confidence is None:
             raise EstimatorUnavailable(
-                f"{self.name}: no confidence could be read in "
-                f"{self.asker.target_name(attempt)}'s reply {quote(reply)}; small models often "
-                "ignore the instruction: try a larger model, or a logprob-based estimator"
+                f"{self.name}: no confidence could be read in {model}'s reply {quote(reply)}; "
+                "small models often ignore the instruction: try a larger model, or a "
+                "logprob-based estimator"
             )
         return Score(
             estimator=self.name,

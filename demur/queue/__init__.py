@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from demur._lazy import lazy_exports as _lazy_exports
 from demur.queue.base import (
     CandidateAnswer,
     Claim,
@@ -23,27 +24,14 @@ from demur.queue.errors import (
     TicketNotFound,
 )
 from demur.queue.sqlite import SqliteQueue
-from demur.queue.waiting import (
-    ResolutionWatcher,
-    Webhook,
-    await_verdict,
-    sign_webhook,
-    verdict_from_ticket,
-    verify_webhook,
-    wait_verdict,
-)
+from demur.queue.waiting import await_verdict, verdict_from_ticket, wait_verdict
+from demur.queue.watcher import ResolutionWatcher, Webhook, sign_webhook, verify_webhook
 
 if TYPE_CHECKING:
     from demur.queue.postgres import PostgresQueue
 
-
-def __getattr__(name: str) -> Any:
-    # psycopg is an optional extra: import the PostgreSQL backend only when asked for.
-    if name == "PostgresQueue":
-        from demur.queue.postgres import PostgresQueue
-
-        return PostgresQueue
-    raise AttributeError(f"module 'demur.queue' has no attribute {name!r}")
+# psycopg is an optional extra: the PostgreSQL backend is imported only when asked for.
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), {"PostgresQueue": "demur.queue.postgres"})
 
 
 __all__ = [

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from demur._version import __version__
+from demur.queue._refusal import refusal
+from demur.queue._review_span import review_span
 from demur.queue.base import (
     DEFAULT_LEASE_S,
     DEFAULT_LIMITS,
@@ -41,7 +42,6 @@ from demur.queue.base import (
     coerce_statuses,
     request_body,
 )
-from demur.queue.errors import InvalidTransition, LeaseExpired, TicketNotFound
 
 Row = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -60,10 +60,6 @@ CLEAR_LEASE = "claimed_by = NULL, claimed_at = NULL, lease_token = NULL, lease_e
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value is not None else "an unknown time"
 
 
 class SqlQueue(ABC):
@@ -198,46 +194,7 @@ class SqlQueue(ABC):
     def _refuse(self, ticket_id: str, verb: str, token: str | None, now: datetime) -> Exception:
         """Why the conditional update of `ticket_id` matched nothing, as a specific QueueError."""
         row = self._row(ticket_id)
-        if row is None:
-            return TicketNotFound(
-                f"no ticket with id '{ticket_id}' in {self.where}; "
-                "list tickets with queue.tickets() or `demur queue list`"
-            )
-        status = row["status"]
-        if status == "resolved":
-            return InvalidTransition(
-                f"ticket '{ticket_id}' is already resolved ({row['resolution']} by "
-                f"'{row['reviewer']}' at {_when(self._dt(row['resolved_at']))}); "
-                f"a resolved ticket cannot be {verb}"
-            )
-        if status == "cancelled":
-            return InvalidTransition(
-                f"ticket '{ticket_id}' was cancelled at {_when(self._dt(row['resolved_at']))}; "
-                f"a cancelled ticket cannot be {verb}"
-            )
-        expires = self._dt(row["lease_expires_at"])
-        live = status == "claimed" and expires is not None and expires > now
-        if verb == "claimed":
-            return InvalidTransition(
-                f"ticket '{ticket_id}' is claimed by '{row['claimed_by']}' until "
-                f"{_when(expires)}; wait for the lease to expire or claim another ticket"
-            )
-        if token is not None and token == row["lease_token"]:
-            return LeaseExpired(
-                f"your lease on ticket '{ticket_id}' expired at {_when(expires)}; claim it "
-                f"again with queue.claim(reviewer, ticket_id='{ticket_id}') and use the new token"
-            )
-        if live:
-            return LeaseExpired(
-                f"ticket '{ticket_id}' is claimed by '{row['claimed_by']}' until "
-                f"{_when(expires)} and the lease token given is not theirs (a lease that "
-                "expired was taken over); claim another ticket"
-            )
-        return InvalidTransition(
-            f"ticket '{ticket_id}' is pending: nobody holds a lease on it, so it cannot be "
-            f"{verb}; claim it first with queue.claim(reviewer, ticket_id='{ticket_id}') and "
-            "pass the claim's token"
-        )
+        return refusal(ticket_id, row, verb, token, now, where=self.where, to_datetime=self._dt)
 
     # --- operations --------------------------------------------------------------------------
 
@@ -372,7 +329,7 @@ class SqlQueue(ABC):
         if not rows:
             raise self._refuse(ticket_id, "resolved", token, now)
         ticket = self._ticket(rows[0], now)
-        self._trace(ticket)
+        review_span(self._tracer, ticket, now)
         return ticket
 
     def cancel(self, ticket_id: str, *, reason: str | None = None) -> Ticket:
@@ -388,7 +345,7 @@ class SqlQueue(ABC):
         if not rows:
             raise self._refuse(ticket_id, "cancelled", None, now)
         ticket = self._ticket(rows[0], now)
-        self._trace(ticket)
+        review_span(self._tracer, ticket, now)
         return ticket
 
     def tickets(
@@ -520,47 +477,6 @@ class SqlQueue(ABC):
             mean_resolve_s=mean,
             resolutions=resolutions,
         )
-
-    # --- tracing -----------------------------------------------------------------------------
-
-    def _trace(self, ticket: Ticket) -> None:
-        """A span for the review, in the trace of the route that asked for it."""
-        if not ticket.trace_id:
-            return
-        try:
-            trace_id = int(ticket.trace_id, 16)
-            span_id = int(ticket.span_id, 16) if ticket.span_id else secrets.randbits(64) or 1
-        except ValueError:
-            return  # not an OpenTelemetry id: nothing to attach the span to
-        parent = SpanContext(
-            trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
-        )
-        if not parent.is_valid:
-            return
-        context = trace.set_span_in_context(NonRecordingSpan(parent))
-        started = int(ticket.created_at.timestamp() * 1e9)
-        ended = int((ticket.resolved_at or self._now()).timestamp() * 1e9)
-        attributes: dict[str, Any] = {
-            "demur.ticket_id": ticket.id,
-            "demur.ticket.status": ticket.status,
-            "demur.ticket.priority": ticket.priority,
-            "demur.review.claims": ticket.claims,
-            "demur.review.wait_s": (ended - started) / 1e9,
-        }
-        if ticket.resolution is not None:
-            attributes["demur.review.resolution"] = ticket.resolution
-        if ticket.reviewer is not None:
-            attributes["demur.review.reviewer"] = ticket.reviewer
-        if ticket.approved is not None:
-            attributes["demur.review.approved"] = ticket.approved
-        span = self._tracer.start_span(
-            "demur.review",
-            context=context,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            start_time=started,
-        )
-        span.end(end_time=max(ended, started))
 
 
 __all__ = ["SqlQueue"]

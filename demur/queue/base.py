@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from demur.queue.errors import InvalidPayload
-from demur.types import Score
+from demur.types import Score, _Frozen
 
 TicketStatus = Literal["pending", "claimed", "resolved", "cancelled"]
 ResolutionKind = Literal["approve", "edit", "reject", "answer"]
@@ -35,10 +35,6 @@ TicketOrder = Literal["queue", "newest", "oldest", "resolved"]
 STATUSES: tuple[str, ...] = get_args(TicketStatus)
 RESOLUTIONS: tuple[str, ...] = get_args(ResolutionKind)
 DEFAULT_LEASE_S = 300.0
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class CandidateAnswer(_Frozen):

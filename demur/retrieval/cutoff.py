@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from demur.calibration.calibrators import (
+from demur.calibration.files import (
     JsonDocument,
     utc_now,
 )

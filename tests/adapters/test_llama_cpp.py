@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from demur.adapters.models import catalog
-from demur.adapters.models.llama_cpp import LlamaCppModel, _find_stop, _log_softmax, _top_k
+from demur.adapters.models._llama_decode import find_stop, log_softmax, top_k
+from demur.adapters.models.llama_cpp import LlamaCppModel
 from demur.errors import (
     ConfigError,
     ContextOverflowError,
@@ -219,16 +220,16 @@ async def test_a_file_that_is_not_gguf_fails_with_a_model_error(tmp_path: Path) 
 
 def test_log_softmax_and_top_k() -> None:
     logits = np.array([1.0, 3.0, 2.0, -1.0], dtype=np.float32)
-    logprobs = _log_softmax(logits)
+    logprobs = log_softmax(logits)
     assert math.isclose(float(np.exp(logprobs).sum()), 1.0)
-    assert list(_top_k(logprobs, 3)) == [1, 2, 0]
-    assert list(_top_k(logprobs, 10)) == [1, 2, 0, 3]
+    assert list(top_k(logprobs, 3)) == [1, 2, 0]
+    assert list(top_k(logprobs, 10)) == [1, 2, 0, 3]
 
 
 def test_find_stop_returns_the_earliest_stop() -> None:
-    assert _find_stop("Paris.\nNext", ("\n", "."), 0) == 5
-    assert _find_stop("Paris", ("\n",), 0) is None
-    assert _find_stop("a\nb", ("",), 0) is None
+    assert find_stop("Paris.\nNext", ("\n", "."), 0) == 5
+    assert find_stop("Paris", ("\n",), 0) is None
+    assert find_stop("a\nb", ("",), 0) is None
 
 
 # --- real models ------------------------------------------------------------------------------

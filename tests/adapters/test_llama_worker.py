@@ -139,7 +139,7 @@ async def test_a_hung_worker_is_killed_after_its_timeout_and_replaced() -> None:
         with pytest.raises(ModelTimeoutError, match="gave no answer in 1 s"):
             await model.agenerate(model.default_prompt.render(QUERY))
         assert pid not in _children()
-        model.timeout_s = 60.0  # room for the new worker to start and load
+        model.timeout_s = 180.0  # room for the new worker to start and load, on a busy machine
         answer = await model.agenerate(model.default_prompt.render(QUERY))
         assert answer.completions[0].text.strip()
     finally:

@@ -1,8 +1,9 @@
 """A local GGUF model run by llama.cpp, with logprobs over the full vocabulary.
 
 Generation is a token loop over llama.cpp's last-position logits: demur computes the
-log-softmax and picks the token itself, so logprobs cost one vocabulary row per token instead
-of llama-cpp-python's `logits_all=True` buffer (n_ctx x n_vocab floats, about 2 GB for Gemma).
+log-softmax and picks the token itself (`_llama_decode`), so logprobs cost one vocabulary row
+per token instead of llama-cpp-python's `logits_all=True` buffer (n_ctx x n_vocab floats, about
+2 GB for Gemma).
 
 By default the model runs in a worker process (`_worker.ModelWorker`), so a crash inside
 llama.cpp fails one call instead of the process that serves users; `isolation="thread"` runs
@@ -12,7 +13,6 @@ it in this process. `llama_cpp` is imported on first use; the weights load on th
 from __future__ import annotations
 
 import asyncio
-import codecs
 import collections
 import contextlib
 import ctypes
@@ -20,16 +20,15 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from demur.adapters.models import catalog
-from demur.adapters.models._cpu import ExtraBuffers, cpu_flags, decide_extra_buffers
+from demur.adapters.models._cpu import cpu_flags, decide_extra_buffers
+from demur.adapters.models._llama_decode import Draft, LoadedModel
 from demur.adapters.models._worker import Cancelled, ModelWorker, WorkerSpec
 from demur.bases import ModelBase
 from demur.errors import (
@@ -43,20 +42,11 @@ from demur.errors import (
 )
 from demur.prompts import ChatPrompt, CompletionPrompt, Prompt
 from demur.protocols import FREE, Price
-from demur.types import (
-    Completion,
-    Generation,
-    GenerationRequest,
-    TokenAlternative,
-    TokenLogprob,
-    Usage,
-)
+from demur.types import Completion, Generation, GenerationRequest, Usage
 
 logger = logging.getLogger("demur.llama_cpp")
 
 _T = TypeVar("_T")
-_Logits = npt.NDArray[np.float32]
-_LogProbs = npt.NDArray[np.float64]
 
 # --- llama.cpp's native log -------------------------------------------------------------------
 
@@ -94,30 +84,6 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
-# --- numerics ---------------------------------------------------------------------------------
-
-
-def _log_softmax(logits: _Logits) -> _LogProbs:
-    x = logits.astype(np.float64)
-    shifted = x - x.max()
-    result: _LogProbs = shifted - np.log(np.exp(shifted).sum())
-    return result
-
-
-def _top_k(scores: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.intp]:
-    """Indices of the k highest scores, highest first (logits and logprobs rank alike)."""
-    k = min(k, scores.size)
-    best = np.argpartition(scores, scores.size - k)[-k:]
-    ordered: npt.NDArray[np.intp] = best[np.argsort(-scores[best], kind="stable")]
-    return ordered
-
-
-def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
-    """Where the earliest stop string begins in text[start:], or None."""
-    found = [i for i in (text.find(s, start) for s in stops if s) if i >= 0]
-    return min(found) if found else None
-
-
 Isolation = Literal["process", "thread"]
 
 # Llama() reads llama_model_default_params() while it loads; loads are serialised so that the
@@ -142,93 +108,6 @@ def _model_defaults(llama_cpp: Any, extra_buffers: bool) -> Iterator[None]:
             yield
         finally:
             module.llama_model_default_params = original
-
-
-# --- the loaded model -------------------------------------------------------------------------
-
-
-@dataclass
-class _Loaded:
-    """A llama.cpp model and context, with what the token loop needs at hand."""
-
-    llama_cpp: Any
-    llm: Any
-    vocab: Any
-    n_vocab: int
-    chat_format: Any | None
-    extra_buffers: ExtraBuffers
-    prompt: tuple[int, ...] = ()
-    prompt_logits: _Logits | None = None
-
-    def piece(self, token: int) -> bytes:
-        """The bytes a token decodes to (special tokens render as nothing)."""
-        buf = ctypes.create_string_buffer(64)
-        n = self.llama_cpp.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self.llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
-        return bytes(buf.raw[:n])
-
-    def is_end(self, token: int) -> bool:
-        return bool(self.llama_cpp.llama_vocab_is_eog(self.vocab, token))
-
-    def last_logits(self) -> _Logits:
-        """A copy of the logits at the last evaluated position."""
-        pointer = self.llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        if not pointer:
-            raise RuntimeError("llama.cpp returned no logits for the last position")
-        row: _Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
-        return row
-
-    def truncate(self, n: int) -> None:
-        """Forget every evaluated token from position n on."""
-        if n >= self.llm.n_tokens:
-            return
-        memory = self.llama_cpp.llama_get_memory(self.llm.ctx)
-        if n > 0 and self.llama_cpp.llama_memory_seq_rm(memory, -1, n, -1):
-            self.llm.n_tokens = n
-        else:
-            self.llm.reset()
-
-    def evaluate(self, tokens: Sequence[int], cancel: threading.Event) -> None:
-        """Extend the context with tokens, a batch at a time, stopping if cancelled."""
-        step = int(self.llm.n_batch)
-        for i in range(0, len(tokens), step):
-            if cancel.is_set():
-                raise Cancelled
-            self.llm.eval(tokens[i : i + step])
-
-    def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> _Logits:
-        """Evaluate the prompt from an empty context; return its last position's logits.
-
-        llama.cpp's numbers depend on how positions were batched: evaluating only the tail of
-        a prompt after a cached prefix gives slightly different logits, and sometimes another
-        greedy answer, than evaluating the whole prompt. So the answer never depends on what
-        was asked before, only an identical prompt is reused, with the logits it gave.
-        """
-        key = tuple(tokens)
-        if key == self.prompt and self.prompt_logits is not None and self.llm.n_tokens >= len(key):
-            self.truncate(len(key))
-            return self.prompt_logits.copy()
-        self.prompt, self.prompt_logits = (), None
-        self.llm.reset()
-        self.evaluate(tokens, cancel)
-        logits = self.last_logits()
-        self.prompt, self.prompt_logits = key, logits
-        return logits.copy()
-
-    def close(self) -> None:
-        self.llm.close()
-
-
-@dataclass
-class _Draft:
-    """One completion as the token loop builds it."""
-
-    text: str
-    tokens: list[TokenLogprob]
-    finish_reason: str
-    generated: int
 
 
 # --- the adapter ------------------------------------------------------------------------------
@@ -322,7 +201,7 @@ class LlamaCppModel(ModelBase):
         self.isolation = isolation
         self.extra_buffers = extra_buffers
         self._lock = threading.Lock()
-        self._loaded: _Loaded | None = None
+        self._loaded: LoadedModel | None = None
         self._worker: ModelWorker | None = None
         if isolation == "process":
             spec = WorkerSpec(
@@ -386,7 +265,7 @@ class LlamaCppModel(ModelBase):
             self._loaded.close()
             self._loaded = None
 
-    def _ensure_loaded(self) -> _Loaded:
+    def _ensure_loaded(self) -> LoadedModel:
         if self._loaded is None:
             self._loaded = self._load()
         return self._loaded
@@ -400,7 +279,7 @@ class LlamaCppModel(ModelBase):
         except DemurError as exc:
             raise PermanentModelError(str(exc), model=self.name) from None
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> LoadedModel:
         llama_cpp = _import_llama_cpp()
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -445,7 +324,7 @@ class LlamaCppModel(ModelBase):
                 eos_token=text(llm.token_eos()),
                 bos_token=text(llm.token_bos()),
             )
-        return _Loaded(
+        return LoadedModel(
             llama_cpp=llama_cpp,
             llm=llm,
             vocab=vocab,
@@ -503,14 +382,14 @@ class LlamaCppModel(ModelBase):
             )
         first = model.prefill(tokens, cancel)
         base_seed = (request.seed if request.seed is not None else self.seed) % 2**63
-        drafts: list[_Draft] = []
+        drafts: list[Draft] = []
         for i in range(request.n):
             if drafts and request.temperature == 0:
                 drafts.append(drafts[0])  # greedy decoding repeats itself exactly
                 continue
             model.truncate(len(tokens))
             rng = np.random.default_rng([base_seed, i])
-            drafts.append(self._decode(model, first, request, rng, cancel))
+            drafts.append(model.decode(first, request, rng, cancel))
         return Generation(
             model=self.name,
             completions=tuple(
@@ -524,7 +403,7 @@ class LlamaCppModel(ModelBase):
             usage=Usage(input_tokens=len(tokens), output_tokens=sum(d.generated for d in drafts)),
         )
 
-    def _prompt_tokens(self, model: _Loaded, request: GenerationRequest) -> list[int]:
+    def _prompt_tokens(self, model: LoadedModel, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
             if model.chat_format is None:
                 raise PermanentModelError(
@@ -554,76 +433,6 @@ class LlamaCppModel(ModelBase):
                 model=self.name,
             )
         return list(tokens)
-
-    def _decode(
-        self,
-        model: _Loaded,
-        logits: _Logits,
-        request: GenerationRequest,
-        rng: np.random.Generator,
-        cancel: threading.Event,
-    ) -> _Draft:
-        """Sample one completion, token by token, from the prompt's last logits."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        longest_stop = max((len(s) for s in request.stop), default=0)
-        text = ""
-        starts: list[int] = []
-        tokens: list[TokenLogprob] = []
-        for step in range(request.max_tokens):
-            if cancel.is_set():
-                raise Cancelled
-            logprobs = _log_softmax(logits) if request.logprobs or request.temperature > 0 else None
-            token = self._pick(logits, logprobs, request.temperature, rng)
-            if model.is_end(token):
-                return _Draft(text, tokens, "stop", step + 1)
-            piece = decoder.decode(model.piece(token))
-            starts.append(len(text))
-            text += piece
-            if logprobs is not None and request.logprobs:
-                tokens.append(self._token_logprob(model, piece, token, logits, logprobs, request))
-            cut = _find_stop(text, request.stop, max(0, starts[-1] - longest_stop + 1))
-            if cut is not None:
-                kept = sum(1 for s in starts if s < cut)
-                return _Draft(text[:cut], tokens[:kept], "stop", step + 1)
-            if step + 1 < request.max_tokens:
-                model.evaluate([token], cancel)
-                logits = model.last_logits()
-        return _Draft(text + decoder.decode(b"", final=True), tokens, "length", request.max_tokens)
-
-    @staticmethod
-    def _pick(
-        logits: _Logits,
-        logprobs: _LogProbs | None,
-        temperature: float,
-        rng: np.random.Generator,
-    ) -> int:
-        if temperature == 0 or logprobs is None:
-            return int(np.argmax(logits))
-        scaled = logprobs / temperature
-        weights = np.exp(scaled - scaled.max())
-        cumulative = np.cumsum(weights)
-        chosen = np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")
-        return int(min(chosen, logits.size - 1))
-
-    @staticmethod
-    def _token_logprob(
-        model: _Loaded,
-        piece: str,
-        token: int,
-        logits: _Logits,
-        logprobs: _LogProbs,
-        request: GenerationRequest,
-    ) -> TokenLogprob:
-        top: tuple[TokenAlternative, ...] = ()
-        if request.top_logprobs:
-            top = tuple(
-                TokenAlternative(
-                    token=model.piece(int(i)).decode("utf-8", errors="replace"),
-                    logprob=float(logprobs[i]),
-                )
-                for i in _top_k(logits, request.top_logprobs)
-            )
-        return TokenLogprob(token=piece, logprob=float(logprobs[token]), top=top)
 
 
 def _available_cores() -> int:

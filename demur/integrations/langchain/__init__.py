@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from demur._lazy import lazy_exports as _lazy_exports
 from demur.errors import MissingDependencyError
 
 try:
@@ -40,20 +41,10 @@ from demur.integrations.langchain.runnable import VERDICT_EVENT, DemurRunnable, 
 if TYPE_CHECKING:
     from demur.integrations.langchain.middleware import DemurMiddleware
 
-
-def __getattr__(name: str) -> object:
-    if name == "DemurMiddleware":
-        try:
-            from demur.integrations.langchain.middleware import DemurMiddleware
-        except ImportError as exc:
-            if exc.name is not None and exc.name.split(".")[0] in ("langchain", "langgraph"):
-                raise MissingDependencyError(
-                    exc.name.split(".")[0], "langchain", "DemurMiddleware (agent middleware)"
-                ) from None
-            raise
-        globals()[name] = DemurMiddleware
-        return DemurMiddleware
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The middleware needs the `langchain` package and LangGraph: imported on first use.
+__getattr__, __dir__ = _lazy_exports(
+    __name__, globals(), {"DemurMiddleware": "demur.integrations.langchain.middleware"}
+)
 
 
 __all__ = [

@@ -33,17 +33,33 @@ API, in asynchronous agents through the async API; either way demur's per-call t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from demur.errors import (
+    AgentToolCalls,
+    ConfigError,
+    MissingDependencyError,
+    PermanentModelError,
+    RouteError,
+)
+
+try:
+    from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+except ImportError as exc:  # the agent stack (langchain, langgraph) is not installed
+    missing = (exc.name or "").split(".")[0]
+    if missing not in ("langchain", "langgraph"):
+        raise
+    raise MissingDependencyError(
+        missing, "langchain", "DemurMiddleware (agent middleware)"
+    ) from None
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from demur.bases import ModelBase
-from demur.errors import AgentToolCalls, ConfigError, PermanentModelError, RouteError
 from demur.integrations.langchain._sync import run_sync
 from demur.integrations.langchain.chat_model import LangChainChatModel, blocking_calls
 from demur.integrations.langchain.errors import as_model_error, is_control_flow
@@ -277,17 +293,8 @@ class DemurMiddleware(AgentMiddleware):
         if _needs_no_gate(response):
             return response
         call = _AgentCall(request, handler, is_async=False, first=response)
-        token = _CURRENT.set(call)
-        try:
-            with blocking_calls():
-                verdict = run_sync(lambda: self.router.aroute(_query(request)))
-        except RouteError as exc:
-            cause = exc.__cause__
-            if cause is not None and is_control_flow(cause):  # met on a fallback call
-                raise cause from None
-            raise
-        finally:
-            _CURRENT.reset(token)
+        with _routing(call), blocking_calls():
+            verdict = run_sync(lambda: self.router.aroute(_query(request)))
         return _result(call, verdict, response)
 
     async def awrap_model_call(
@@ -300,16 +307,8 @@ class DemurMiddleware(AgentMiddleware):
         if _needs_no_gate(response):
             return response
         call = _AgentCall(request, handler, is_async=True, first=response)
-        token = _CURRENT.set(call)
-        try:
+        with _routing(call):
             verdict = await self.router.aroute(_query(request))
-        except RouteError as exc:
-            cause = exc.__cause__
-            if cause is not None and is_control_flow(cause):  # met on a fallback call
-                raise cause from None
-            raise
-        finally:
-            _CURRENT.reset(token)
         return _result(call, verdict, response)
 
     def _with_logprobs(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
@@ -317,6 +316,22 @@ class DemurMiddleware(AgentMiddleware):
             return request
         settings = self.logprobs.settings(request.model, request.model_settings)
         return request.override(model_settings=settings)
+
+
+@contextlib.contextmanager
+def _routing(call: _AgentCall) -> Iterator[None]:
+    """Around one route of an agent call (either driver): the route's models see `call`, and
+    a LangGraph control-flow exception met on a fallback call reaches the agent as it is."""
+    token = _CURRENT.set(call)
+    try:
+        yield
+    except RouteError as exc:
+        cause = exc.__cause__
+        if cause is not None and is_control_flow(cause):  # met on a fallback call
+            raise cause from None
+        raise
+    finally:
+        _CURRENT.reset(token)
 
 
 def _answer(response: ModelResponse[Any]) -> AIMessage | None:
