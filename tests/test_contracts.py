@@ -25,7 +25,14 @@ from demur import (
 )
 from demur.estimators.registry import ESTIMATORS, build_estimator, estimator_class
 from demur.protocols import Attempt, Model, RouterSpec
-from demur.testing import Reply, ScriptedModel, check_estimator, check_grounding, check_policy
+from demur.testing import (
+    Reply,
+    ScriptedModel,
+    check_estimator,
+    check_grounding,
+    check_model,
+    check_policy,
+)
 from demur.types import (
     Branch,
     Candidate,
@@ -148,3 +155,14 @@ BRANCHES = [
 @pytest.mark.parametrize("grounding", [Rag(), ConfidentRag(), Situated("rcr")], ids=repr)
 def test_demurs_groundings_plan_and_select_purely(grounding: object) -> None:
     check_grounding(grounding, Query("Q?"), ["minilm-l6", "e5-small"], BRANCHES)  # type: ignore[arg-type]
+
+
+def test_the_scripted_model_meets_the_model_contract() -> None:
+    check_model(ScriptedModel("m", ["yes"]))
+
+
+@pytest.mark.local_model
+def test_the_smallest_local_model_meets_the_model_contract() -> None:
+    from demur import LlamaCppModel
+
+    check_model(LlamaCppModel("weak", builtin="smollm2-135m", max_tokens=8, timeout_s=180))

@@ -127,16 +127,13 @@ def quote(text: str, limit: int = 80) -> str:
 # --- sending it in the form a model takes -----------------------------------------------------
 
 
-def _style_of(model: object) -> Literal["chat", "completion"] | None:
-    """What a model object says it takes: its default prompt's kind, else its `chat` flag."""
-    prompt = getattr(model, "default_prompt", None)
+def _style_of(model: Model | str | None) -> Literal["chat", "completion"] | None:
+    """What a model object says it takes, from its default prompt; None when unknown."""
+    prompt = None if model is None or isinstance(model, str) else model.default_prompt
     if isinstance(prompt, CompletionPrompt):
         return "completion"
     if isinstance(prompt, ChatPrompt):
         return "chat"
-    chat = getattr(model, "chat", None)
-    if isinstance(chat, bool):
-        return "chat" if chat else "completion"
     return None
 
 

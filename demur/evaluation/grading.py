@@ -27,7 +27,7 @@ class JudgeGrader:
             f"Question: {question}\nReference answers: {' | '.join(golds)}\n"
             f"Proposed answer: {answer}\nSame meaning (yes or no):"
         )
-        if isinstance(getattr(self.model, "default_prompt", None), CompletionPrompt):
+        if isinstance(self.model.default_prompt, CompletionPrompt):
             return GenerationRequest(prompt=f"{_INSTRUCTION}\n\n{body}", max_tokens=3)
         messages = (
             Message(role="system", content=_INSTRUCTION),

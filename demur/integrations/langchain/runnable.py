@@ -243,7 +243,7 @@ def gate(
         raise ConfigError("gate() sets the models' prompts itself; pass prompt=... instead")
     prompts: dict[str, Prompt] = {}
     for each in models:
-        own = prompt or getattr(each, "default_prompt", None) or ChatPrompt()
+        own = prompt or each.default_prompt or ChatPrompt()
         prompts[each.name] = own if isinstance(own, MessagesPrompt) else MessagesPrompt(own)
     router = Router(models, policy=policy, estimators=estimators, prompts=prompts, **router_options)
     return DemurRunnable(router, with_verdict=with_verdict, name=name)
@@ -269,9 +269,7 @@ def _as_model(value: Gateable, name: str) -> Model:
         return LangChainChatModel(value, name=name)
     if isinstance(value, Runnable):
         return RunnableModel(value, name=name)
-    if callable(getattr(value, "agenerate", None)) and isinstance(
-        getattr(value, "name", None), str
-    ):
+    if isinstance(value, Model):
         return value
     raise ConfigError(
         f"gate() takes a LangChain chat model or runnable, or a demur model; "
