@@ -157,6 +157,7 @@ async def measure(
     samples = np.array([r["samples"] for r in adaptive.graded()])
     return {
         "model": model_name,
+        "builtin": getattr(config.models[model_name], "builtin", None),
         "questions": n,
         "accuracy": summary["accuracy"],
         "seconds_per_question": summary["seconds_per_question"],

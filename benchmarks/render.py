@@ -113,8 +113,6 @@ def render(
         lines += [
             "## Estimators on closed-book HaluEval-QA (`benchmarks/bench_estimators.py`)",
             "",
-            PREVIOUS_NOTE,
-            "",
             "No passage in the prompt; greedy answers graded by containment or token F1 >= "
             "0.6 against the right answer. Calibrated ECE is 2-fold cross-fitted (isotonic). "
             "Model calls per question are those beyond the answer itself: shared sampling "
@@ -244,11 +242,13 @@ def render_extra_buffers(result: dict) -> list[str]:
 
 
 def render_estimators(result: dict) -> list[str]:
-    model = result["model"]
+    label, note = _model_label(result)
+    model = f"{label} ({result['model']})"
     lines = [
         f"### {model}: {result['questions']} questions, accuracy {_pct(result['accuracy'])}, "
         f"{result['seconds_per_question']:.1f} s per question with every estimator",
         "",
+        *note,
         "| estimator | scored | AUROC | AURC | ECE raw | ECE calibrated | Brier | "
         "model calls / q | s / q |",
         "|---|---|---|---|---|---|---|---|---|",
