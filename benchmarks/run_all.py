@@ -20,6 +20,7 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 # The CLAP NQ store bench_retrieval fills and bench_rag answers from.
 STORE = ROOT / ".demur" / "bench" / "chroma-clapnq"
 LADDER_RECORDS = RESULTS / "ladder-records.jsonl"
+CONFLICT_ROWS = RESULTS / "conflict-rows.jsonl"
 DEFAULTS = ROOT / "demur" / "demo" / "thresholds.json"
 
 
@@ -120,7 +121,12 @@ def main() -> None:
     rag_questions = 5 if args.quick else args.rag_questions
     rag = run_optional("bench_rag", *store, *corpus, "--questions", str(rag_questions))
     conflict_questions = 10 if args.quick else args.conflict_questions
-    conflict = run_optional("bench_conflict", "--questions", str(conflict_questions))
+    # The strong model answers the default route; its rows are kept, so a rerun resumes.
+    conflict = run_optional(
+        "bench_conflict",
+        *("--model", "strong", "--questions", str(conflict_questions)),
+        *([] if args.quick else ["--rows", str(CONFLICT_ROWS)]),
+    )
     langchain = run_optional(
         "bench_langchain", *(["--calls", "200", "--rounds", "3"] if args.quick else [])
     )
