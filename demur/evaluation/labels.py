@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from demur.correctness import check_grader, grade
-from demur.evaluation.runner import RESULTS, SETTINGS
+from demur.evaluation.runner import RESULTS, SETTINGS, score_entry
 from demur.queue.base import CandidateAnswer, ReviewQueue, Ticket
 
 
@@ -39,17 +39,7 @@ class ExportReport:
 
 def _scores(candidate: CandidateAnswer) -> dict[str, dict[str, Any]]:
     if candidate.details:
-        return {
-            s.estimator: {
-                "status": s.status,
-                "value": s.value,
-                "confidence": s.confidence,
-                "detail": s.detail,
-                "duration_s": s.duration_s,
-                "calls": s.calls,
-            }
-            for s in candidate.details
-        }
+        return {s.estimator: score_entry(s) for s in candidate.details}
     return {
         name: {
             "status": "ok" if confidence is not None else "unavailable",

@@ -26,7 +26,7 @@ from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
 from demur.router.sampling import Sampling
-from demur.types import Accept, Query, Step
+from demur.types import Accept, Query, Score, Step
 
 RESULTS = "results.jsonl"
 SETTINGS = "run.json"
@@ -71,17 +71,19 @@ def _row(item: EvalItem, step: Step, correct: bool | None, latency_s: float) -> 
         "calls": step.calls,
         "cost": step.cost,
         "latency_s": latency_s,
-        "scores": {
-            s.estimator: {
-                "status": s.status,
-                "value": s.value,
-                "confidence": s.confidence,
-                "detail": s.detail,
-                "duration_s": s.duration_s,
-                "calls": s.calls,
-            }
-            for s in step.scores
-        },
+        "scores": {s.estimator: score_entry(s) for s in step.scores},
+    }
+
+
+def score_entry(score: Score) -> dict[str, Any]:
+    """One estimator's score as an eval row stores it, under the estimator's name."""
+    return {
+        "status": score.status,
+        "value": score.value,
+        "confidence": score.confidence,
+        "detail": score.detail,
+        "duration_s": score.duration_s,
+        "calls": score.calls,
     }
 
 
