@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 # What "weak" and "strong" were in the results measured before the Qwen ladder became the
 # default; sections still built from those results say so.
 PREVIOUS = {"weak": "SmolLM2-135M-Instruct", "strong": "Gemma-3-270M (base, few-shot)"}
-MODELS = PREVIOUS
 PREVIOUS_NOTE = (
     "Measured on the previous default ladder (SmolLM2-135M-Instruct → Gemma-3-270M); "
     "not yet re-run on the Qwen ladder."
@@ -349,7 +348,7 @@ def render_retrieval(result: dict) -> list[str]:
 def render_rag(result: dict) -> list[str]:
     systems = result["systems"]
     coverages = list(next(iter(systems.values()))["accuracy_answered_at_coverage"])
-    model = MODELS.get(result["model"], result["model"])
+    model = PREVIOUS.get(result["model"], result["model"])
     lines = [
         "## Answer or abstain on CLAP NQ: Confident RAG (`benchmarks/bench_rag.py`)",
         "",
