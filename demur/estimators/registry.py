@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from demur.errors import ConfigError, unknown_name
@@ -63,6 +65,39 @@ def build_estimator(name: str, options: Mapping[str, Any] | None = None) -> Esti
     return estimator
 
 
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One estimator of a spec: its registry `kind`, its options, and the name its scores take.
+
+    `name` (the spec's `name=` option) lets one kind run twice with different options, e.g.
+    `agreement:similarity=jaccard:name=agreement_j`; without it the estimator names itself.
+    """
+
+    kind: str
+    options: Mapping[str, Any]
+    name: str | None = None
+    text: str = ""
+
+    def accepts(self, option: str) -> bool:
+        """Whether the estimator class takes `option` as a keyword argument."""
+        return option in inspect.signature(estimator_class(self.kind)).parameters
+
+    def build(self, defaults: Mapping[str, Any] | None = None) -> Estimator:
+        """The estimator, with `defaults` filling the options it takes and the spec leaves out."""
+        options = {
+            key: value
+            for key, value in (defaults or {}).items()
+            if key not in self.options and self.accepts(key)
+        }
+        estimator = build_estimator(self.kind, {**options, **self.options})
+        if self.name is not None:
+            estimator.name = self.name
+        return estimator
+
+
 def _option_value(text: str) -> bool | int | float | str:
     lowered = text.lower()
     if lowered in ("true", "false"):
@@ -75,20 +110,79 @@ def _option_value(text: str) -> bool | int | float | str:
     return text
 
 
-def parse_estimators(spec: str) -> list[Estimator]:
-    """Estimators from a spec such as 'mean_logprob,agreement:similarity=rougeL:samples=5':
-    comma-separated names, each with optional `:key=value` options (true/false and numbers
-    are converted)."""
-    estimators = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, *pairs = item.split(":")
-        options: dict[str, Any] = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise ConfigError(f"estimator option '{pair}' in '{item}' needs key=value")
-            options[key] = _option_value(value)
-        estimators.append(build_estimator(name, options))
-    if not estimators:
+def _is_option(part: str) -> bool:
+    """`key=value` with no estimator name in front (an option continuing the last estimator)."""
+    equals, colon = part.find("="), part.find(":")
+    return equals >= 0 and (colon < 0 or equals < colon)
+
+
+def _add_options(spec: EstimatorSpec, pairs: list[str], item: str) -> EstimatorSpec:
+    options, name = dict(spec.options), spec.name
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"estimator option '{pair}' in '{item}' needs key=value")
+        if key in options or (key == "name" and name is not None):
+            raise ConfigError(f"estimator option '{key}' is given twice in '{item}'; keep one")
+        if key == "name":
+            name = value.strip()
+            if not _NAME.fullmatch(name):
+                raise ConfigError(
+                    f"estimator name {name!r} in '{item}' must be letters, digits, '_', '-' "
+                    "or '.', e.g. name=agreement_jaccard"
+                )
+        else:
+            options[key] = _option_value(value.strip())
+    return EstimatorSpec(spec.kind, options, name, item)
+
+
+def parse_estimator_specs(spec: str) -> list[EstimatorSpec]:
+    """The estimators a spec names, checked but not built.
+
+    `spec` is comma-separated estimators, each a registry name with `:key=value` options
+    (true/false and numbers are converted): 'mean_logprob,agreement:similarity=rougeL:samples=5'.
+    An option may also follow after a comma ('agreement:similarity=jaccard,name=agreement_j').
+    `name=` sets the name the estimator's scores go under.
+    """
+    specs: list[EstimatorSpec] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if _is_option(part):
+            if not specs:
+                raise ConfigError(
+                    f"option '{part}' in {spec!r} comes before any estimator; "
+                    "write it after one, e.g. agreement:samples=5"
+                )
+            last = specs[-1]
+            specs[-1] = _add_options(last, part.split(":"), f"{last.text},{part}")
+            continue
+        kind, *pairs = (p.strip() for p in part.split(":"))
+        if kind not in ESTIMATORS:
+            raise unknown_name("estimator", kind, ESTIMATORS)
+        specs.append(_add_options(EstimatorSpec(kind, {}, None, part), pairs, part))
+    if not specs:
         raise ConfigError(f"no estimator named in {spec!r}; name at least one, e.g. mean_logprob")
+    return specs
+
+
+def check_unique_names(estimators: Sequence[Estimator]) -> None:
+    """ConfigError when two estimators would write their scores under the same name."""
+    names = [e.name for e in estimators]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"two estimators are named {', '.join(repr(n) for n in repeated)}; scores are kept "
+            "by name, so give each its own with name=..., e.g. "
+            "agreement:similarity=rougeL:name=agreement_rougeL_10"
+        )
+
+
+def parse_estimators(spec: str, *, defaults: Mapping[str, Any] | None = None) -> list[Estimator]:
+    """Estimators built from a spec (see `parse_estimator_specs`), with unique names.
+
+    `defaults` fill options an estimator takes and its spec leaves out: `{"samples": 20}`
+    gives every sample-based estimator 20 samples unless its spec says `samples=`.
+    """
+    estimators = [item.build(defaults) for item in parse_estimator_specs(spec)]
+    check_unique_names(estimators)
     return estimators
