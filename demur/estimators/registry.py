@@ -69,7 +69,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
-class EstimatorSpec:
+class SpecEntry:
     """One estimator of a spec: its registry `kind`, its options, and the name its scores take.
 
     `name` (the spec's `name=` option) lets one kind run twice with different options, e.g.
@@ -116,8 +116,8 @@ def _is_option(part: str) -> bool:
     return equals >= 0 and (colon < 0 or equals < colon)
 
 
-def _add_options(spec: EstimatorSpec, pairs: list[str], item: str) -> EstimatorSpec:
-    options, name = dict(spec.options), spec.name
+def _add_options(entry: SpecEntry, pairs: list[str], item: str) -> SpecEntry:
+    options, name = dict(entry.options), entry.name
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
@@ -134,10 +134,10 @@ def _add_options(spec: EstimatorSpec, pairs: list[str], item: str) -> EstimatorS
                 )
         else:
             options[key] = _option_value(value.strip())
-    return EstimatorSpec(spec.kind, options, name, item)
+    return SpecEntry(entry.kind, options, name, item)
 
 
-def parse_estimator_specs(spec: str) -> list[EstimatorSpec]:
+def parse_spec_entries(spec: str) -> list[SpecEntry]:
     """The estimators a spec names, checked but not built.
 
     `spec` is comma-separated estimators, each a registry name with `:key=value` options
@@ -145,24 +145,24 @@ def parse_estimator_specs(spec: str) -> list[EstimatorSpec]:
     An option may also follow after a comma ('agreement:similarity=jaccard,name=agreement_j').
     `name=` sets the name the estimator's scores go under.
     """
-    specs: list[EstimatorSpec] = []
+    entries: list[SpecEntry] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         if _is_option(part):
-            if not specs:
+            if not entries:
                 raise ConfigError(
                     f"option '{part}' in {spec!r} comes before any estimator; "
                     "write it after one, e.g. agreement:samples=5"
                 )
-            last = specs[-1]
-            specs[-1] = _add_options(last, part.split(":"), f"{last.text},{part}")
+            last = entries[-1]
+            entries[-1] = _add_options(last, part.split(":"), f"{last.text},{part}")
             continue
         kind, *pairs = (p.strip() for p in part.split(":"))
         if kind not in ESTIMATORS:
             raise unknown_name("estimator", kind, ESTIMATORS)
-        specs.append(_add_options(EstimatorSpec(kind, {}, None, part), pairs, part))
-    if not specs:
+        entries.append(_add_options(SpecEntry(kind, {}, None, part), pairs, part))
+    if not entries:
         raise ConfigError(f"no estimator named in {spec!r}; name at least one, e.g. mean_logprob")
-    return specs
+    return entries
 
 
 def check_unique_names(estimators: Sequence[Estimator]) -> None:
@@ -178,11 +178,11 @@ def check_unique_names(estimators: Sequence[Estimator]) -> None:
 
 
 def parse_estimators(spec: str, *, defaults: Mapping[str, Any] | None = None) -> list[Estimator]:
-    """Estimators built from a spec (see `parse_estimator_specs`), with unique names.
+    """Estimators built from a spec (see `parse_spec_entries`), with unique names.
 
     `defaults` fill options an estimator takes and its spec leaves out: `{"samples": 20}`
     gives every sample-based estimator 20 samples unless its spec says `samples=`.
     """
-    estimators = [item.build(defaults) for item in parse_estimator_specs(spec)]
+    estimators = [item.build(defaults) for item in parse_spec_entries(spec)]
     check_unique_names(estimators)
     return estimators

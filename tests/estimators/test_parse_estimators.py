@@ -4,7 +4,7 @@ import pytest
 
 from demur import ConfigError, MeanTokenEntropy, MeanTokenLogprob
 from demur.estimators import parse_estimators
-from demur.estimators.registry import parse_estimator_specs
+from demur.estimators.registry import parse_spec_entries
 
 
 def test_names_and_typed_options():
@@ -49,9 +49,9 @@ def test_defaults_fill_only_options_the_spec_leaves_out():
 
 
 def test_specs_are_checked_without_building():
-    (spec,) = parse_estimator_specs("agreement:samples=4:name=a4")
-    assert (spec.kind, dict(spec.options), spec.name) == ("agreement", {"samples": 4}, "a4")
-    assert spec.accepts("samples") and not spec.accepts("top_k")
+    (entry,) = parse_spec_entries("agreement:samples=4:name=a4")
+    assert (entry.kind, dict(entry.options), entry.name) == ("agreement", {"samples": 4}, "a4")
+    assert entry.accepts("samples") and not entry.accepts("top_k")
 
 
 @pytest.mark.parametrize(
