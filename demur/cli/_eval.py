@@ -10,10 +10,16 @@ from typing import TYPE_CHECKING
 from demur.cli import _options, _render
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from demur.cli._options import Commands
     from demur.config import RouterConfig
+    from demur.evaluation.dataset import EvalDataset
     from demur.evaluation.runner import EvalResults
-    from demur.protocols import Model
+    from demur.protocols import Estimator, Model
+
+# The most samples a sample-based estimator takes (its `samples` option's upper bound).
+_MOST_SAMPLES = 100
 
 
 def add_parser(commands: Commands) -> None:
@@ -30,13 +36,24 @@ def add_parser(commands: Commands) -> None:
     evaluate.add_argument(
         "--estimators",
         default="mean_logprob,min_prob,gnll,entropy",
-        help="comma-separated, options after colons: agreement:similarity=rougeL:samples=5",
+        help="comma-separated, options after colons: agreement:similarity=rougeL:samples=5; "
+        "name= runs one estimator twice: agreement:similarity=jaccard:name=agreement_j",
     )
     evaluate.add_argument("--grader", default="auto", help="auto, exact, contains or f1")
     evaluate.add_argument("--judge", help="grade with this model instead of --grader")
     evaluate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     evaluate.add_argument("--adaptive", action="store_true", help="adaptive sampling")
+    evaluate.add_argument(
+        "--samples",
+        type=int,
+        help="samples per question for estimators whose spec sets no samples= "
+        "(default: every logged sample; with --model, each estimator's own default)",
+    )
     evaluate.add_argument("--calibration", default="isotonic", help="platt, isotonic, histogram")
+    evaluate.add_argument(
+        "--folds", type=int, help="folds for the cross-fitted calibrated metrics (default 2)"
+    )
+    evaluate.add_argument("--seed", type=int, help="seed of the fold split (default 0)")
     evaluate.add_argument("--limit", type=int, help="only the first N usable rows")
     evaluate.add_argument("--out", type=Path, help="output folder (default .demur/eval/...)")
     evaluate.add_argument("--no-resume", action="store_true", help="start over in --out")
@@ -58,8 +75,67 @@ def _eval_model(name: str, config: RouterConfig) -> Model:
     raise unknown_name("model", name, [*config.models, *BUILTIN_MODELS])
 
 
+def _check_counts(args: argparse.Namespace) -> dict[str, int]:
+    """--limit, --samples, --folds and --seed checked; the summary's keyword arguments given."""
+    from demur.errors import ConfigError
+
+    for flag, value, least in (("limit", args.limit, 1), ("samples", args.samples, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"--{flag} must be at least {least}, got {value}")
+    if args.folds is not None and args.folds < 2:
+        raise ConfigError(
+            f"--folds must be at least 2 (fit on some folds, score the held-out one), "
+            f"got {args.folds}"
+        )
+    given = {"folds": args.folds, "seed": args.seed}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _check_calibration(method: str) -> None:
+    from demur.calibration.calibrators import CALIBRATORS
+    from demur.errors import ConfigError, did_you_mean
+
+    if method not in CALIBRATORS:
+        raise ConfigError(
+            f"unknown --calibration '{method}'.{did_you_mean(method, CALIBRATORS)} "
+            f"Use one of: {', '.join(sorted(CALIBRATORS))}."
+        )
+
+
+def _estimators(
+    args: argparse.Namespace, dataset: EvalDataset, console: Console
+) -> list[Estimator]:
+    """The --estimators, built. Those that take samples and set no samples= get --samples, or
+    every logged sample when scoring logged answers (up to the estimators' limit)."""
+    from rich.markup import escape
+
+    from demur.estimators.registry import check_unique_names, parse_spec_entries
+
+    entries = parse_spec_entries(args.estimators)
+    defaults: dict[str, int] = {}
+    if args.samples is not None:
+        defaults["samples"] = args.samples
+    elif not args.model and dataset.most_samples:
+        defaults["samples"] = min(dataset.most_samples, _MOST_SAMPLES)
+        open_ended = [s for s in entries if s.accepts("samples") and "samples" not in s.options]
+        if open_ended:
+            fewest, most = min(len(i.samples) for i in dataset.items), dataset.most_samples
+            logged = f"every row has {most}" if fewest == most else f"rows have {fewest} to {most}"
+            limit = " (the most an estimator takes)" if most > _MOST_SAMPLES else ""
+            names = escape(", ".join(s.text for s in open_ended))
+            console.print(
+                f"[dim]{names}: every logged sample, up to {defaults['samples']} per row{limit}; "
+                f"{logged}. Cap with --samples N.[/dim]"
+            )
+    estimators = [entry.build(defaults) for entry in entries]
+    check_unique_names(estimators)
+    return estimators
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from demur.estimators import parse_estimators
+    from rich.markup import escape
+
+    from demur.errors import DataError
     from demur.evaluation.dataset import load_dataset
     from demur.evaluation.report import write_report
     from demur.evaluation.runner import run_eval
@@ -67,16 +143,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from demur.router.sampling import Sampling
 
     console = _render.make_console()
+    summary_options = _check_counts(args)
+    _check_calibration(args.calibration)
+    sampling = _options.settings(
+        Sampling, "sampling options", temperature=args.temperature, adaptive=args.adaptive
+    )
     config = _options.router_config(args)
     dataset = load_dataset(args.data, limit=args.limit)
     for problem in dataset.problems:
-        console.print(f"[yellow]skipped line {problem.line}: {problem.message}[/yellow]")
-    estimators = parse_estimators(args.estimators)
+        console.print(f"[yellow]skipped line {problem.line}: {escape(problem.message)}[/yellow]")
+    note = dataset.unknown_fields_note()
+    if note is not None:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
+    if args.model and any(item.label is not None for item in dataset.items):
+        console.print(
+            "[yellow]the rows' labels grade their logged responses, not the answers of "
+            f"{args.model}; they are not used[/yellow]"
+        )
+    estimators = _estimators(args, dataset, console)
     model = _eval_model(args.model, config) if args.model else None
     judge = _eval_model(args.judge, config) if args.judge else None
     source = args.model or "logged answers"
     out = args.out or Path(".demur") / "eval" / f"{Path(args.data).stem}-{source.replace(' ', '-')}"
-    sampling = Sampling(temperature=args.temperature, adaptive=args.adaptive)
     progress = _render.make_progress(console)
 
     async def evaluate() -> EvalResults:
@@ -103,8 +191,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         results = asyncio.run(evaluate())
     if results.resumed:
         console.print(f"resumed: {results.resumed} rows were already done in {out}")
-    summary = summarize_run(results, calibration=args.calibration)
     write_tables(results)
+    if not results.graded():
+        raise DataError(
+            f"nothing to summarise: {results.why_none_graded()}; the rows are in {out}/results.json"
+        )
+    unscored = results.unscored()
+    if len(unscored) == len(results.estimators):
+        raise DataError(
+            f"no estimator scored any of the {len(results.graded())} graded rows: "
+            + "; ".join(f"{name}: {why}" for name, why in unscored.items())
+        )
+    for name, why in unscored.items():
+        console.print(f"[yellow]{escape(name)} scored no graded row: {escape(why)}[/yellow]")
+    summary = summarize_run(results, calibration=args.calibration, **summary_options)
     write_summary(results, summary)
     report = write_report(results, summary)
     _render.print_eval_summary(console, summary)

@@ -8,18 +8,36 @@
 - To score answers that already exist (logged traffic) instead of asking a model, add
   `response` (the answer given) and optionally `samples` (other sampled answers) and
   `logprobs` (the response's per-token log-probabilities).
+- To grade logged answers yourself, add `label` (or `correct`): true/false or 1/0, whether
+  `response` is right. It overrides grading against `answers`, which a labelled row may omit.
 
 Rows that cannot be used are reported with their line number and skipped; every other row is
-kept.
+kept. Fields other than these are ignored, and counted so that a run can name them.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from demur.errors import ConfigError
+
+FIELDS = (
+    "id",
+    "question",
+    "answers",
+    "answer",
+    "context",
+    "response",
+    "samples",
+    "logprobs",
+    "label",
+    "correct",
+)
+"""The fields a row may have; any other is ignored (and reported by `unknown_fields_note`)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,7 @@ class EvalItem:
     response: str | None = None
     samples: tuple[str, ...] = ()
     logprobs: tuple[float, ...] | None = None
+    label: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -45,10 +64,31 @@ class RowProblem:
 class EvalDataset:
     items: list[EvalItem] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    unknown_fields: Counter[str] = field(default_factory=Counter)
 
     @property
     def has_responses(self) -> bool:
         return bool(self.items) and all(item.response is not None for item in self.items)
+
+    @property
+    def most_samples(self) -> int:
+        """The largest number of logged samples on any row (0 when none are logged)."""
+        return max((len(item.samples) for item in self.items), default=0)
+
+    def unknown_fields_note(self) -> str | None:
+        """One line naming the fields the rows carry that are not part of the format."""
+        if not self.unknown_fields:
+            return None
+        named = ", ".join(
+            f"'{name}' ({count} row{'s' if count > 1 else ''}{_close_field(name)})"
+            for name, count in sorted(self.unknown_fields.items())
+        )
+        return f"ignored unknown row field(s): {named}. Known fields: {', '.join(FIELDS)}"
+
+
+def _close_field(name: str) -> str:
+    close = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _strings(value: object, name: str) -> tuple[str, ...]:
@@ -61,6 +101,20 @@ def _strings(value: object, name: str) -> tuple[str, ...]:
     raise ValueError(f"'{name}' must be a string or a list of strings, got {value!r}")
 
 
+def _label(row: dict[str, object]) -> bool | None:
+    """The row's own grade from `label` or `correct` (true/false or 1/0), if it has one."""
+    given = {key: row[key] for key in ("label", "correct") if row.get(key) is not None}
+    labels = set()
+    for key, value in given.items():
+        if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
+            labels.add(bool(value))
+        else:
+            raise ValueError(f"'{key}' must be true/false or 1/0, got {value!r}")
+    if len(labels) > 1:
+        raise ValueError("'label' and 'correct' disagree; keep one of them")
+    return labels.pop() if labels else None
+
+
 def _item(row: object, line: int) -> EvalItem:
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
@@ -69,11 +123,17 @@ def _item(row: object, line: int) -> EvalItem:
         raise ValueError("missing 'question' (a non-empty string)")
     answers = _strings(row.get("answers", row.get("answer")), "answers")
     answers = tuple(a for a in answers if a.strip())
-    if not answers:
-        raise ValueError('no gold answers: add "answers": ["..."] so the row can be graded')
+    label = _label(row)
+    if not answers and label is None:
+        raise ValueError(
+            'no gold answers: add "answers": ["..."], or a "label": true/false for the '
+            "logged response, so the row can be graded"
+        )
     response = row.get("response")
     if response is not None and not isinstance(response, str):
         raise ValueError(f"'response' must be a string, got {response!r}")
+    if label is not None and response is None:
+        raise ValueError("'label' grades the logged 'response', and the row has none; add it")
     logprobs = row.get("logprobs")
     if logprobs is not None:
         if not isinstance(logprobs, list) or not all(
@@ -89,6 +149,7 @@ def _item(row: object, line: int) -> EvalItem:
         response=response,
         samples=_strings(row.get("samples"), "samples"),
         logprobs=logprobs,
+        label=label,
     )
 
 
@@ -101,13 +162,21 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> EvalDataset:
         raise ConfigError(f"dataset {path} does not exist") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"dataset {path} is not UTF-8 text: {exc}") from None
+    if not text.strip():
+        raise ConfigError(
+            f"dataset {path} is empty; write one JSON object per line, e.g. "
+            '{"question": "Who wrote Emma?", "answers": ["Jane Austen"]}'
+        )
     dataset = EvalDataset()
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            item = _item(json.loads(line), number)
+            row = json.loads(line)
+            if isinstance(row, dict):
+                dataset.unknown_fields.update(key for key in row if key not in FIELDS)
+            item = _item(row, number)
         except (json.JSONDecodeError, ValueError) as exc:
             dataset.problems.append(RowProblem(number, str(exc)))
             continue

@@ -3,13 +3,15 @@
 Every row goes through a real Router (one model, an always-accept policy), so samples, judge
 calls, timeouts and failures behave exactly as in production. Rows are appended to
 `results.jsonl` as they finish; a run that is interrupted picks up where it stopped.
-Logged answers (rows with a `response`) are replayed instead of asking a model.
+Logged answers (rows with a `response`) are replayed instead of asking a model, and a row's own
+`label` grades its logged answer in place of the gold answers.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,24 +20,37 @@ from typing import Any
 from demur.adapters.models.replay import ReplayModel
 from demur.correctness import check_grader, grade
 from demur.errors import ConfigError
+from demur.estimators.registry import check_unique_names
 from demur.evaluation.dataset import EvalDataset, EvalItem
 from demur.evaluation.grading import JudgeGrader
-from demur.policies.basic import Always
-from demur.protocols import Estimator, Model
+from demur.policies.basic import Always, FirstOf
+from demur.protocols import Estimator, Model, RouteState
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
 from demur.router.sampling import Sampling
-from demur.types import Accept, Query, Score, Step
+from demur.types import Abstain, Accept, Decision, Query, Score, Step
 
 RESULTS = "results.jsonl"
 SETTINGS = "run.json"
 
 
+class _NoAnswer:
+    """Ends a route whose model gave no answer, so the row is recorded with its error."""
+
+    name = "no-answer"
+
+    def decide(self, state: RouteState) -> Decision | None:
+        if state.current.candidate is not None:
+            return None
+        return Decision(action=Abstain(), reason="evaluation: the model gave no answer")
+
+
 # The eval's policy: every answer is scored, none is routed elsewhere. It has no threshold, so
 # adaptive sampling stops only when the samples agree.
-_SCORE_EVERY_ANSWER = Always(
-    Accept(), "evaluation: every answer is scored", name="accept-everything"
+_SCORE_EVERY_ANSWER = FirstOf(
+    _NoAnswer(),
+    Always(Accept(), "evaluation: every answer is scored", name="accept-everything"),
 )
 
 
@@ -56,8 +71,33 @@ class EvalResults:
         """Rows with an answer and a correctness label."""
         return [r for r in self.rows if r["correct"] is not None]
 
+    def why_none_graded(self) -> str:
+        """Why the run has no graded row: no rows at all, or what kept each from an answer."""
+        if not self.rows:
+            return "the run scored no rows"
+        errors = Counter(r["error"] or "no answer" for r in self.rows if r["correct"] is None)
+        listed = "; ".join(f"{count}× {error}" for error, count in errors.most_common(3))
+        more = f"; and {len(errors) - 3} other reasons" if len(errors) > 3 else ""
+        return f"none of the {len(self.rows)} rows got an answer to grade ({listed}{more})"
 
-def _row(item: EvalItem, step: Step, correct: bool | None, latency_s: float) -> dict[str, Any]:
+    def unscored(self) -> dict[str, str]:
+        """Estimators with no confidence on any graded row, each with its commonest reasons."""
+        graded = self.graded()
+        reasons = {}
+        for name in self.estimators:
+            scores = [r["scores"].get(name, {}) for r in graded]
+            if any(s.get("confidence") is not None for s in scores):
+                continue
+            details = Counter(
+                f"{s.get('status', 'missing')}: {s.get('detail') or 'no detail'}" for s in scores
+            )
+            reasons[name] = "; ".join(f"{n}× {d}" for d, n in details.most_common(2))
+        return reasons
+
+
+def _row(
+    item: EvalItem, step: Step, correct: bool | None, graded_by: str | None, latency_s: float
+) -> dict[str, Any]:
     candidate = step.candidate
     return {
         "id": item.id,
@@ -65,6 +105,7 @@ def _row(item: EvalItem, step: Step, correct: bool | None, latency_s: float) -> 
         "answers": list(item.answers),
         "response": candidate.text if candidate is not None else None,
         "correct": correct,
+        "graded_by": graded_by,
         "error": step.error,
         "model": step.model,
         "samples": len(candidate.samples) if candidate is not None else 0,
@@ -131,7 +172,9 @@ async def run_eval(
 ) -> EvalResults:
     """Answer (or replay) and score every row; return all rows, resumed ones included.
 
-    With `model=None` the dataset must carry logged `response`s, which are replayed.
+    With `model=None` the dataset must carry logged `response`s, which are replayed; a row's
+    `label` then grades its response instead of `grader` (or `judge`). With a model, labels
+    are not used (they grade the logged answers), so every row needs gold answers.
     """
     if model is None and not dataset.has_responses:
         missing = sum(1 for item in dataset.items if item.response is None)
@@ -139,15 +182,26 @@ async def run_eval(
             f"no model given and {missing} row(s) have no 'response' to score; pass a model "
             "(demur eval --model NAME) or add the logged answers to the dataset"
         )
+    if model is not None:
+        ungradable = [item.id for item in dataset.items if not item.answers]
+        if ungradable:
+            raise ConfigError(
+                f"{len(ungradable)} row(s) (e.g. '{ungradable[0]}') have a 'label' but no gold "
+                "'answers'; a label grades the logged response, not a model's new answer, so "
+                "add 'answers' to grade with a model, or leave out the model to score the log"
+            )
     check_grader(grader)
     replay = ReplayModel() if model is None else None
     target: Model = replay if replay is not None else model  # type: ignore[assignment]
     out = Path(out_dir)
+    check_unique_names(estimators)
+    grader_name = grader if judge is None else f"judge:{judge.name}"
+    labelled = replay is not None and any(item.label is not None for item in dataset.items)
     settings = {
         "model": target.name,
         "estimators": [e.name for e in estimators],
         "needs": {e.name: e.needs.model_dump() for e in estimators},
-        "grader": grader if judge is None else f"judge:{judge.name}",
+        "grader": f"label, else {grader_name}" if labelled else grader_name,
         "sampling": (sampling or Sampling()).model_dump(),
         **(description or {}),
     }
@@ -175,12 +229,16 @@ async def run_eval(
             step = verdict.steps[0]
             response = step.candidate.text if step.candidate is not None else None
             correct: bool | None = None
+            graded_by: str | None = None
             if response is not None:
-                if judge_grader is not None:
+                if replay is not None and item.label is not None:
+                    correct, graded_by = item.label, "label"
+                elif judge_grader is not None:
                     correct = await judge_grader.agrade(item.question, response, item.answers)
+                    graded_by = grader_name
                 else:
-                    correct = grade(response, item.answers, grader)
-            row = _row(item, step, correct, time.perf_counter() - started)
+                    correct, graded_by = grade(response, item.answers, grader), grader
+            row = _row(item, step, correct, graded_by, time.perf_counter() - started)
             sink.write(json.dumps(row) + "\n")
             sink.flush()
             results.rows.append(row)

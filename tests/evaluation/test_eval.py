@@ -199,6 +199,7 @@ def test_the_report_escapes_what_came_from_data(tmp_path, capsys):
             "question": "<script>alert(1)</script>",
             "answers": ["a"],
             "response": "<b>a</b>",
+            "logprobs": [-0.1],
         }
     ]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
