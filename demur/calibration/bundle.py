@@ -12,6 +12,7 @@ estimators and combination, so loading checks them against the router's.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from demur.calibration.calibrators import CALIBRATORS, FittedCalibrator, calibrator_from_dict
-from demur.calibration.conformal import ConformalThreshold
+from demur.calibration.conformal import (
+    ConformalThreshold,
+    NoValidThresholdError,
+    examples_needed,
+    smallest_alpha,
+)
 from demur.errors import ConfigError, unknown_name
 from demur.scoring import ScoreCombiner
 from demur.types import Score
@@ -110,6 +116,56 @@ def combined_confidences(
     return np.array(confidence, dtype=float), np.array(correct, dtype=bool), dropped
 
 
+# How many times over the held-out rows are replicated to see what more such rows would give.
+_SCALES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+def _held_out_needed(
+    calibrated: np.ndarray, correct: np.ndarray, alpha: float, delta: float
+) -> int | None:
+    """About how many held-out rows like these would give a threshold (None: no number would)."""
+    least = examples_needed(alpha, delta)
+    for scale in _SCALES:
+        try:
+            ConformalThreshold.fit(
+                np.tile(calibrated, scale), np.tile(correct, scale), alpha, delta
+            )
+        except NoValidThresholdError:
+            continue
+        return max(least, scale * len(calibrated))
+    return None
+
+
+def _what_would_work(
+    calibrated: np.ndarray,
+    correct: np.ndarray,
+    alpha: float,
+    delta: float,
+    conformal_share: float,
+) -> str:
+    """What would give a threshold when these rows do not: more rows, a looser alpha, or none."""
+    options = []
+    held_out = _held_out_needed(calibrated, correct, alpha, delta)
+    if held_out is not None:
+        rows = math.ceil(held_out / conformal_share)
+        options.append(
+            f"about {rows} graded rows like these ({held_out} held out for the threshold at "
+            f"conformal_share={conformal_share:g}) would do at alpha={alpha:g}, delta={delta:g}"
+        )
+    else:
+        options.append(
+            f"more rows like these would not do at alpha={alpha:g}: even the most confident "
+            "answers are wrong more often than that"
+        )
+    loosest_needed = smallest_alpha(calibrated, correct, delta)
+    if loosest_needed is not None and loosest_needed > alpha:
+        options.append(f"these rows support alpha={loosest_needed:g} or more")
+    options.append(
+        "the calibrator can be fitted alone (alpha=None; demur calibrate --no-conformal)"
+    )
+    return "What would work: " + "; ".join(options) + "."
+
+
 def fit_bundle(
     rows: Sequence[dict[str, Any]],
     estimators: Sequence[str],
@@ -147,15 +203,21 @@ def fit_bundle(
     threshold = None
     if alpha is not None:
         calibrated = calibrator.calibrate_many(confidence[conformal_rows])
-        threshold = ConformalThreshold.fit(
-            calibrated,
-            correct[conformal_rows],
-            alpha,
-            delta,
-            estimators=estimators,
-            model=model,
-            data=source,
-        )
+        try:
+            threshold = ConformalThreshold.fit(
+                calibrated,
+                correct[conformal_rows],
+                alpha,
+                delta,
+                estimators=estimators,
+                model=model,
+                data=source,
+            )
+        except NoValidThresholdError as exc:
+            advice = _what_would_work(
+                calibrated, correct[conformal_rows], alpha, delta, conformal_share
+            )
+            raise NoValidThresholdError(f"{exc} {advice}", exc.needed) from None
     bundle = CalibrationBundle(
         estimators=tuple(estimators),
         combine=combine,

@@ -249,6 +249,26 @@ class ConformalThreshold(JsonDocument):
         return confidence >= self.threshold
 
 
+def smallest_alpha(
+    confidence: npt.ArrayLike,
+    correct: npt.ArrayLike,
+    delta: float,
+    *,
+    grid: Sequence[float] | None = None,
+) -> float | None:
+    """The least alpha on `grid` (by default 0.01, 0.02, ... 0.99) for which these examples give
+    a threshold at this delta, or None when none does: what to ask for when alpha is too strict.
+    """
+    alphas = np.round(np.arange(1, 100) / 100, 2) if grid is None else np.sort(np.asarray(grid))
+    for alpha in alphas:
+        try:
+            ConformalThreshold.fit(confidence, correct, float(alpha), delta)
+        except NoValidThresholdError:
+            continue
+        return float(alpha)
+    return None
+
+
 def _guarantee(alpha: float, delta: float, n: int) -> str:
     return (
         f"no confidence threshold keeps the error rate of accepted answers <= alpha={alpha:g} "

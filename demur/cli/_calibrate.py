@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,8 +75,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     if report["dropped_rows"]:
         console.print(f"[yellow]{report['dropped_rows']} rows had no score and were left out")
+    console.print(f"written to {args.out}", markup=False, soft_wrap=True)
+    console.print("to route with it, put this in a router config:")
     console.print(
-        f"[dim]written to {args.out}; use it with `calibration: {args.out}` and "
-        "`policy: {threshold: conformal}` in a router config[/dim]"
+        config_snippet(estimators, args.combine, args.out, conformal=bundle.conformal is not None),
+        markup=False,
+        soft_wrap=True,
     )
     return 0
+
+
+def config_snippet(estimators: Sequence[str], combine: str, path: Path, *, conformal: bool) -> str:
+    """The router config lines that load a calibration file, as YAML."""
+    from demur.estimators.registry import ESTIMATORS
+
+    lines = [
+        f"estimators: [{', '.join(estimators)}]",
+        f"combine: {combine}",
+        f"calibration: {json.dumps(str(path))}",
+    ]
+    if conformal:
+        lines.append("policy: {threshold: conformal}")
+    unregistered = [name for name in estimators if name not in ESTIMATORS]
+    if unregistered:
+        lines.insert(
+            1,
+            f"# {', '.join(unregistered)}: scores' names; give each estimator as the eval built "
+            "it, e.g. {name: agreement, similarity: rougeL}",
+        )
+    return "\n".join(f"  {line}" for line in lines)

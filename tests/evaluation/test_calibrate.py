@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import random
+import textwrap
 
 import pytest
+import yaml
 
 from demur import ConfigError, Ladder
 from demur.calibration.bundle import CalibrationBundle, fit_bundle
 from demur.calibration.conformal import ConformalThreshold
 from demur.cli import main
 from demur.config import load_router
+from demur.errors import NoValidThresholdError
 
 
 def synthetic_rows(n: int = 600, seed: int = 1) -> list[dict]:
@@ -134,7 +137,47 @@ def test_too_few_rows_for_the_guarantee_is_explained(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "alpha=0.01" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "alpha=0.01" in err
+    assert "What would work: about " in err and "graded rows like these" in err
+    assert "these rows support alpha=" in err
+    assert "demur calibrate --no-conformal" in err
+
+
+def test_the_alpha_these_rows_support_does_give_a_threshold(tmp_path):
+    from demur.calibration.conformal import smallest_alpha
+
+    rows = synthetic_rows(n=200)
+    bundle, _ = fit_bundle(rows, ["mean_logprob"], alpha=None)
+    confidence = [
+        bundle.calibrator.calibrate(r["scores"]["mean_logprob"]["confidence"]) for r in rows
+    ]
+    correct = [r["correct"] for r in rows]
+    alpha = smallest_alpha(confidence, correct, 0.1)
+    assert alpha is not None
+    ConformalThreshold.fit(confidence, correct, alpha, 0.1)
+    with pytest.raises(NoValidThresholdError):
+        ConformalThreshold.fit(confidence, correct, round(alpha - 0.01, 2), 0.1)
+
+
+def test_the_printed_config_lines_load_the_calibration(tmp_path, capsys):
+    run = write_run(tmp_path / "run", synthetic_rows())
+    out = tmp_path / "calibration [v1].json"
+    assert main(["calibrate", str(run), "--alpha", "0.2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    snippet = textwrap.dedent(printed.split("put this in a router config:\n", 1)[1])
+    assert "{{" not in snippet
+    config = yaml.safe_load(snippet)
+    assert config == {
+        "estimators": ["mean_logprob"],
+        "combine": "mean",
+        "calibration": str(out),
+        "policy": {"threshold": "conformal"},
+    }
+    path = tmp_path / "demur.yaml"
+    path.write_text(snippet + '\nmodels: {m: {kind: scripted, replies: ["x"]}}\n')
+    router = load_router(path)
+    assert router.policy.threshold == pytest.approx(CalibrationBundle.load(out).conformal.threshold)
 
 
 def test_one_class_labels_are_explained(tmp_path, capsys):
@@ -154,3 +197,19 @@ def test_calibrate_reports_unknown_estimators(tmp_path, capsys):
         == 2
     )
     assert "no graded row has a score from ['min_prob']" in capsys.readouterr().err
+
+
+def test_the_config_lines_say_which_names_are_scores_not_registry_names():
+    from pathlib import Path
+
+    from demur.cli._calibrate import config_snippet
+
+    snippet = config_snippet(
+        ["min_prob", "agreement_rougeL"], "min", Path("c.json"), conformal=False
+    )
+    assert "# agreement_rougeL: scores' names" in snippet
+    assert yaml.safe_load(textwrap.dedent(snippet)) == {
+        "estimators": ["min_prob", "agreement_rougeL"],
+        "combine": "min",
+        "calibration": "c.json",
+    }
