@@ -227,6 +227,30 @@ class ReliabilityBins:
         gaps = np.abs(self.accuracy[used] - self.mean_confidence[used])
         return float(np.sum(gaps * self.count[used]) / np.sum(self.count[used]))
 
+    def accuracy_interval(self, z: float = 1.96) -> tuple[FloatArray, FloatArray]:
+        """Per bin, the Wilson score interval of its accuracy (95% with z=1.96; NaN if empty)."""
+        right = np.rint(np.nan_to_num(self.accuracy) * self.count)
+        return wilson_interval(right, self.count, z)
+
+
+def wilson_interval(
+    successes: npt.ArrayLike, trials: npt.ArrayLike, z: float = 1.96
+) -> tuple[FloatArray, FloatArray]:
+    """Wilson score interval of a proportion, elementwise: (lower, upper); NaN where no trials.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n successes,
+    which is what small reliability bins need.
+    """
+    k, n = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        z2 = z * z
+        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    lower = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+    upper = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    return lower, upper
+
 
 def _interior_edges(c: FloatArray, n_bins: int, strategy: BinStrategy) -> FloatArray:
     if strategy == "uniform":

@@ -1,5 +1,9 @@
 """An HTML report of an eval run, with PNG plots: reliability diagrams, risk-coverage, ROC.
 
+Reliability bins show how many answers each holds and a 95% Wilson interval on their accuracy,
+so a bin of three answers is not read like one of three hundred. Curves differ in colour and
+dash pattern, and one identical to another is named in the legend rather than hidden.
+
 matplotlib (the `[eval]` extra) draws the plots off-screen. Every string that came from a
 dataset or a model is HTML-escaped.
 """
@@ -37,10 +41,77 @@ def _columns(results: EvalResults, name: str) -> tuple[np.ndarray, np.ndarray]:
     return confidence, correct
 
 
+# Colours and dash patterns for curves: every estimator gets its own pair.
+_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9")
+_DASHES = ("-", "--", "-.", ":")
+
+
+def curve_styles(count: int) -> list[dict[str, Any]]:
+    """One matplotlib style per curve: a distinct colour and dash pair, and lines that get
+    thinner (and drawn higher) as they go, so a curve on top of another leaves it visible."""
+    styles = []
+    for i in range(count):
+        colour = _COLOURS[i % len(_COLOURS)]
+        dash = _DASHES[(i + i // len(_COLOURS)) % len(_DASHES)]
+        width = max(1.0, 3.2 - 0.4 * i)
+        styles.append({"color": colour, "linestyle": dash, "linewidth": width, "zorder": 2 + i})
+    return styles
+
+
+def draw_curves(ax: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Every curve with its own style and a legend entry; one identical to an earlier curve
+    says so in the legend ("= name") instead of vanishing under it."""
+    drawn: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for (name, (x, y)), style in zip(curves.items(), curve_styles(len(curves)), strict=True):
+        same = next(
+            (other for other, ox, oy in drawn if np.array_equal(ox, x) and np.array_equal(oy, y)),
+            None,
+        )
+        label = name if same is None else f"{name} (= {same})"
+        ax.plot(x, y, label=label, **style)
+        drawn.append((name, x, y))
+    if drawn:
+        ax.legend(fontsize=7, loc="best")
+
+
+def draw_reliability(ax: Any, confidence: np.ndarray, correct: np.ndarray, name: str) -> None:
+    """Accuracy per confidence bin (a bar and a dot, so an empty-handed bin still shows) with
+    its 95% Wilson interval, and above it the number of answers in the bin."""
+    bins = reliability_bins(confidence, correct, n_bins=10)
+    used = bins.count > 0
+    centres = ((bins.lower + bins.upper) / 2)[used]
+    accuracy = bins.accuracy[used]
+    low, high = (bound[used] for bound in bins.accuracy_interval())
+    ax.bar(centres, accuracy, width=0.09, alpha=0.5, color="C0", label="accuracy")
+    ax.errorbar(
+        centres,
+        accuracy,
+        yerr=[accuracy - low, high - accuracy],
+        fmt="o",
+        markersize=3,
+        color="C0",
+        ecolor="black",
+        elinewidth=1,
+        capsize=2,
+        label="95% Wilson interval",
+    )
+    for x, count in zip(centres, bins.count[used], strict=True):
+        ax.text(x, 1.02, str(count), ha="center", va="bottom", fontsize=6)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.set(
+        title=f"{name} (n={len(confidence)})",
+        xlabel="confidence",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(-0.03, 1.1),
+    )
+
+
 def _plots(results: EvalResults, names: list[str]) -> list[str]:
     plt = _pyplot()
     out = results.out_dir
-    drawn = [n for n in names if len(_columns(results, n)[0]) >= 2]
+    columns_of = {n: _columns(results, n) for n in names}
+    drawn = [n for n in names if len(columns_of[n][0]) >= 2]
     files = []
 
     columns = min(3, max(1, len(drawn)))
@@ -49,40 +120,39 @@ def _plots(results: EvalResults, names: list[str]) -> list[str]:
     for ax in axes.flat[len(drawn) :]:
         ax.axis("off")
     for ax, name in zip(axes.flat, drawn, strict=False):
-        bins = reliability_bins(*_columns(results, name), n_bins=10)
-        used = bins.count > 0
-        centers = (bins.lower + bins.upper) / 2
-        ax.bar(centers[used], bins.accuracy[used], width=0.09, alpha=0.7, label="accuracy")
-        ax.plot([0, 1], [0, 1], "k--", linewidth=1)
-        ax.set(title=name, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    fig.tight_layout()
+        draw_reliability(ax, *columns_of[name], name)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        labels = [*labels[:-1], f"{labels[-1]}; numbers above: answers per bin"]
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06 / rows, 1, 1))
     fig.savefig(out / "reliability.png", dpi=90)
     plt.close(fig)
     files.append("reliability.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    risk = {}
     for name in drawn:
-        curve = risk_coverage_curve(*_columns(results, name))
-        ax.plot(curve.coverage, curve.risk, label=name)
+        curve = risk_coverage_curve(*columns_of[name])
+        risk[name] = (curve.coverage, curve.risk)
+    draw_curves(ax, risk)
     ax.set(xlabel="coverage", ylabel="error among accepted", title="Risk-coverage", xlim=(0, 1))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "risk_coverage.png", dpi=90)
     plt.close(fig)
     files.append("risk_coverage.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    roc = {}
     for name in drawn:
-        confidence, correct = _columns(results, name)
-        if correct.all() or not correct.any():
-            continue
-        fpr, tpr = _roc(confidence, correct)
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+        confidence, correct = columns_of[name]
+        if correct.any() and not correct.all():
+            roc[name] = _roc(confidence, correct)
+    draw_curves(ax, roc)
+    if drawn and not roc:
+        ax.text(0.5, 0.5, "ROC needs both right and wrong answers", ha="center", fontsize=9)
+    ax.plot([0, 1], [0, 1], "k:", linewidth=1, zorder=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "roc.png", dpi=90)
     plt.close(fig)

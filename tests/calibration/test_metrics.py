@@ -246,3 +246,12 @@ def test_importing_the_modules_does_not_import_scikit_learn_or_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_wilson_interval_matches_the_textbook_and_handles_edges():
+    from demur.calibration.metrics import wilson_interval
+
+    low, high = wilson_interval([0, 5, 10, 0], [10, 10, 10, 0])
+    assert low[:3] == pytest.approx([0.0, 0.2366, 0.7225], abs=1e-4)
+    assert high[:3] == pytest.approx([0.2775, 0.7634, 1.0], abs=1e-4)
+    assert np.isnan(low[3]) and np.isnan(high[3])
