@@ -247,9 +247,10 @@ def wilson_interval(
         z2 = z * z
         centre = (p + z2 / (2 * n)) / (1 + z2 / n)
         half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    lower = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-    upper = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
-    return lower, upper
+    # Exact at the ends: no successes (all successes) put the lower (upper) bound at 0 (1).
+    lower = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    upper = np.where(k >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    return np.where(n > 0, lower, np.nan), np.where(n > 0, upper, np.nan)
 
 
 def _interior_edges(c: FloatArray, n_bins: int, strategy: BinStrategy) -> FloatArray:

@@ -86,7 +86,7 @@ def draw_reliability(ax: Any, confidence: np.ndarray, correct: np.ndarray, name:
     ax.errorbar(
         centres,
         accuracy,
-        yerr=[accuracy - low, high - accuracy],
+        yerr=np.clip([accuracy - low, high - accuracy], 0.0, None),  # no rounding below 0
         fmt="o",
         markersize=3,
         color="C0",

@@ -255,3 +255,7 @@ def test_wilson_interval_matches_the_textbook_and_handles_edges():
     assert low[:3] == pytest.approx([0.0, 0.2366, 0.7225], abs=1e-4)
     assert high[:3] == pytest.approx([0.2775, 0.7634, 1.0], abs=1e-4)
     assert np.isnan(low[3]) and np.isnan(high[3])
+    # All right in a bin of 6: the upper bound is exactly 1, not 1 - 1e-16 (an error bar
+    # drawn from it would otherwise point the wrong way).
+    low, high = wilson_interval([6, 0], [6, 6])
+    assert high[0] == 1.0 and low[1] == 0.0
