@@ -44,6 +44,12 @@ def add_parser(commands: Commands) -> None:
     evaluate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     evaluate.add_argument("--adaptive", action="store_true", help="adaptive sampling")
     evaluate.add_argument(
+        "--unanimity-level",
+        type=float,
+        help="with --adaptive: agreeing samples end the drawing only once that many would agree "
+        "with chance <= this at an agreement rate of 0.5 (0.1: four samples)",
+    )
+    evaluate.add_argument(
         "--samples",
         type=int,
         help="samples per question for estimators whose spec sets no samples= "
@@ -135,7 +141,7 @@ def _estimators(
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from demur.errors import DataError
+    from demur.errors import ConfigError, DataError
     from demur.evaluation.dataset import load_dataset
     from demur.evaluation.report import write_report
     from demur.evaluation.runner import run_eval
@@ -145,8 +151,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console = _render.make_console()
     summary_options = _check_counts(args)
     _check_calibration(args.calibration)
+    if args.unanimity_level is not None and not args.adaptive:
+        raise ConfigError("--unanimity-level applies to adaptive sampling; add --adaptive")
     sampling = _options.settings(
-        Sampling, "sampling options", temperature=args.temperature, adaptive=args.adaptive
+        Sampling,
+        "sampling options",
+        temperature=args.temperature,
+        adaptive=args.adaptive,
+        unanimity_level=args.unanimity_level,
     )
     config = _options.router_config(args)
     dataset = load_dataset(args.data, limit=args.limit)

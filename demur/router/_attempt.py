@@ -397,7 +397,7 @@ class AttemptRunner:
             drawn.extend(generation.completions)
             texts = [c.text for c in drawn]
             if sampling.adaptive and settled(
-                answer, texts, planned, sampling.min_samples, threshold
+                answer, texts, planned, sampling.min_samples, threshold, sampling.unanimity_level
             ):
                 break
         span.set_attribute("demur.samples", len(drawn))

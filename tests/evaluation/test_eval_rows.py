@@ -210,3 +210,31 @@ async def test_a_row_whose_model_fails_is_recorded_and_the_run_goes_on(tmp_path)
     )
     assert [r["correct"] for r in results.rows] == [True, None, True]
     assert "refused" in results.rows[1]["error"]
+
+
+def test_replayed_adaptive_sampling_saves_samples_and_a_unanimity_level_keeps_the_ranking(
+    tmp_path,
+):
+    right = {"question": "Q?", "response": "Paris", "samples": ["Paris"] * 10, "label": 1}
+    lucky = {"question": "Q?", "response": "Lyon", "samples": ["Lyon"] * 2 + ["Nice"] * 8}
+    rows = [{**right, "id": "right"}, {**lucky, "id": "wrong", "label": 0}]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    spec = ["--estimators", "agreement:similarity=exact"]
+
+    def run(folder, *flags):
+        assert main(["eval", str(data), *spec, "--out", str(tmp_path / folder), *flags]) == 0
+        return {r["id"]: r for r in results_of(tmp_path / folder)}
+
+    full, plain = run("full"), run("plain", "--adaptive")
+    level = run("level", "--adaptive", "--unanimity-level", "0.1")
+    assert [full[i]["samples"] for i in ("right", "wrong")] == [10, 10]
+    assert [plain[i]["samples"] for i in ("right", "wrong")] == [2, 2]
+    assert plain["wrong"]["scores"]["agreement_exact"]["confidence"] == 1.0  # as sure as right
+    assert [level[i]["samples"] for i in ("right", "wrong")] == [4, 10]
+    assert level["wrong"]["scores"]["agreement_exact"]["confidence"] == pytest.approx(0.2)
+
+
+def test_a_unanimity_level_needs_adaptive_sampling(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", logged_rows())
+    assert main(["eval", str(data), "--unanimity-level", "0.1", "--out", str(tmp_path / "o")]) == 2
+    assert "add --adaptive" in capsys.readouterr().err

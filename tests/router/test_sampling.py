@@ -19,7 +19,7 @@ from demur import (
 )
 from demur.bases import EstimatorBase
 from demur.estimators.base import Attempt
-from demur.router.sampling import Sampling, agreement, settled
+from demur.router.sampling import Sampling, agreeing_needed, agreement, settled
 
 
 class Agreement(EstimatorBase):
@@ -102,6 +102,37 @@ def test_settled_rule():
     assert settled("x", ["x", "x", "x", "y"], planned=6, min_samples=2, threshold=0.5)
     assert not settled("x", ["x", "y", "x", "y"], planned=6, min_samples=2, threshold=0.5)
     assert settled("x", ["y", "y", "y", "y"], planned=6, min_samples=2, threshold=0.5)
+
+
+def test_agreeing_samples_needed_grow_with_the_threshold_at_a_unanimity_level():
+    assert agreeing_needed(2, None, None) == agreeing_needed(2, 0.9, None) == 2
+    assert agreeing_needed(2, None, 0.1) == 4  # 0.5 ** 4 = 0.0625 <= 0.1 < 0.5 ** 3
+    assert agreeing_needed(2, 0.7, 0.1) == 7  # 0.7 ** 7 = 0.082
+    assert agreeing_needed(2, 0.5, 0.25) == 2
+    assert agreeing_needed(5, 0.5, 0.25) == 5  # never fewer than min_samples
+    assert agreeing_needed(2, 0.0, 0.1) == 2
+    assert agreeing_needed(2, 1.0, 0.1) > 100
+
+
+def test_settled_rule_with_a_unanimity_level():
+    assert not settled(
+        "x", ["x", "x"], planned=10, min_samples=2, threshold=None, unanimity_level=0.1
+    )
+    assert settled("x", ["x"] * 4, planned=10, min_samples=2, threshold=None, unanimity_level=0.1)
+    # The threshold still settles what no remaining sample can change: 6 of 8 agree at 0.5.
+    assert settled("x", ["x"] * 6, planned=8, min_samples=2, threshold=0.5, unanimity_level=0.01)
+
+
+def test_adaptive_sampling_at_a_unanimity_level_draws_until_agreement_is_unlikely_by_chance():
+    model = sampled_model(*["Paris"] * 10)
+    router = Router(
+        [model],
+        estimators=[Agreement(samples=10)],
+        policy=Ladder(0.5),
+        sampling=Sampling(adaptive=True, batch_size=2, min_samples=2, unanimity_level=0.1),
+    )
+    verdict = router.route("Q?")
+    assert len(verdict.steps[0].candidate.samples) == 4
 
 
 def test_a_failed_sampling_call_leaves_the_samples_drawn_so_far():
