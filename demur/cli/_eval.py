@@ -110,9 +110,10 @@ def _check_calibration(method: str) -> None:
 
 def _estimators(
     args: argparse.Namespace, dataset: EvalDataset, console: Console
-) -> list[Estimator]:
-    """The --estimators, built. Those that take samples and set no samples= get --samples, or
-    every logged sample when scoring logged answers (up to the estimators' limit)."""
+) -> tuple[list[Estimator], list[str]]:
+    """The --estimators, built, and the other models they ask by name (a judge). Those that
+    take samples and set no samples= get --samples, or every logged sample when scoring logged
+    answers (up to the estimators' limit)."""
     from rich.markup import escape
 
     from demur.estimators.registry import check_unique_names, parse_spec_entries
@@ -135,7 +136,7 @@ def _estimators(
             )
     estimators = [entry.build(defaults) for entry in entries]
     check_unique_names(estimators)
-    return estimators
+    return estimators, sorted({n for e in entries for n in e.asked_models()} - {args.model})
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -172,7 +173,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "[yellow]the rows' labels grade their logged responses, not the answers of "
             f"{args.model}; they are not used[/yellow]"
         )
-    estimators = _estimators(args, dataset, console)
+    estimators, asked_names = _estimators(args, dataset, console)
+    asked = [_eval_model(name, config) for name in asked_names]
     model = _eval_model(args.model, config) if args.model else None
     judge = _eval_model(args.judge, config) if args.judge else None
     source = args.model or "logged answers"
@@ -186,6 +188,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 out,
                 model=model,
                 estimators=estimators,
+                asked=asked,
                 grader=args.grader,
                 judge=judge,
                 sampling=sampling,
@@ -194,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 on_row=lambda row: progress.update(task, advance=1),
             )
         finally:
-            for held in (model, judge):
+            for held in (model, judge, *asked):
                 if held is not None:
                     await held.aclose()
 

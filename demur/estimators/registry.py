@@ -66,6 +66,8 @@ def build_estimator(name: str, options: Mapping[str, Any] | None = None) -> Esti
 
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# Options that name a router model for an estimator to ask (a judge, a verbaliser).
+_MODEL_OPTIONS = ("model", "judge")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ class SpecEntry:
     def accepts(self, option: str) -> bool:
         """Whether the estimator class takes `option` as a keyword argument."""
         return option in inspect.signature(estimator_class(self.kind)).parameters
+
+    def asked_models(self) -> list[str]:
+        """Router models the estimator asks by name: its `model` or `judge` option."""
+        return [v for k, v in self.options.items() if k in _MODEL_OPTIONS and isinstance(v, str)]
 
     def build(self, defaults: Mapping[str, Any] | None = None) -> Estimator:
         """The estimator, with `defaults` filling the options it takes and the spec leaves out."""

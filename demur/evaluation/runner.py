@@ -162,6 +162,7 @@ async def run_eval(
     *,
     model: Model | None = None,
     estimators: Sequence[Estimator],
+    asked: Sequence[Model] = (),
     grader: str = "auto",
     judge: Model | None = None,
     sampling: Sampling | None = None,
@@ -172,6 +173,7 @@ async def run_eval(
 ) -> EvalResults:
     """Answer (or replay) and score every row; return all rows, resumed ones included.
 
+    `asked` are models the estimators ask by name (a judge), besides the one that answers.
     With `model=None` the dataset must carry logged `response`s, which are replayed; a row's
     `label` then grades its response instead of `grader` (or `judge`). With a model, labels
     are not used (they grade the logged answers), so every row needs gold answers.
@@ -203,13 +205,14 @@ async def run_eval(
         "needs": {e.name: e.needs.model_dump() for e in estimators},
         "grader": f"label, else {grader_name}" if labelled else grader_name,
         "sampling": (sampling or Sampling()).model_dump(),
+        **({"asked": [m.name for m in asked]} if asked else {}),
         **(description or {}),
     }
     rows = _open_run(out, settings, resume)
     results = EvalResults(out_dir=out, settings=settings, rows=rows, resumed=len(rows))
     done = {r["id"] for r in rows}
     router = Router(
-        [target],
+        [target, *asked],
         estimators=estimators,
         policy=_SCORE_EVERY_ANSWER,
         sampling=sampling,

@@ -66,3 +66,12 @@ def test_specs_are_checked_without_building():
 def test_bad_names_and_repeated_options_raise_config_error(spec: str, message: str):
     with pytest.raises(ConfigError, match=message):
         parse_estimators(spec)
+
+
+def test_entries_name_the_models_their_estimators_ask():
+    judge, verbal, mean = parse_spec_entries("judge:judge=strong,verbal:model=weak,mean_logprob")
+    assert (judge.asked_models(), verbal.asked_models(), mean.asked_models()) == (
+        ["strong"],
+        ["weak"],
+        [],
+    )

@@ -238,3 +238,23 @@ def test_a_unanimity_level_needs_adaptive_sampling(tmp_path, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", logged_rows())
     assert main(["eval", str(data), "--unanimity-level", "0.1", "--out", str(tmp_path / "o")]) == 2
     assert "add --adaptive" in capsys.readouterr().err
+
+
+def test_a_judge_named_by_the_config_scores_logged_answers(tmp_path):
+    config = tmp_path / "demur.yaml"
+    config.write_text(
+        'models: {grader: {kind: scripted, replies: ["yes"]}}\npolicy: {threshold: 0.5}\n'
+    )
+    data = write_jsonl(tmp_path / "d.jsonl", logged_rows(n=2))
+    argv = ["eval", str(data), "--config", str(config), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--estimators", "mean_logprob,judge:judge=grader"]) == 0
+    scores = [r["scores"]["judge_grader"] for r in results_of(tmp_path / "o")]
+    assert [s["status"] for s in scores] == ["ok", "ok"]
+
+
+def test_a_judge_that_is_no_model_is_refused_before_any_row(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", logged_rows(n=2))
+    argv = ["eval", str(data), "--estimators", "judge:judge=strnog", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "unknown model 'strnog'. Did you mean 'strong'?" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
