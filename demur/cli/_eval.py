@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from demur.errors import ConfigError, DataError
     from demur.evaluation.dataset import load_dataset
     from demur.evaluation.report import write_report
-    from demur.evaluation.runner import run_eval
+    from demur.evaluation.runner import UnusedSamplesWarning, run_eval
     from demur.evaluation.summary import summarize_run, write_summary, write_tables
     from demur.router.sampling import Sampling
 
@@ -201,7 +202,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 if held is not None:
                     await held.aclose()
 
-    with progress:
+    with progress, warnings.catch_warnings():
+        # Fewer samples than were logged is what --samples or a samples= asked for.
+        warnings.simplefilter("ignore", UnusedSamplesWarning)
         task = progress.add_task(f"evaluating {source}", total=len(dataset.items))
         results = asyncio.run(evaluate())
     if results.resumed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ _SCORE_EVERY_ANSWER = FirstOf(
     _NoAnswer(),
     Always(Accept(), "evaluation: every answer is scored", name="accept-everything"),
 )
+
+
+class UnusedSamplesWarning(UserWarning):
+    """Logged rows hold more samples than the estimators ask for, so some go unscored."""
 
 
 @dataclass
@@ -193,6 +198,15 @@ async def run_eval(
                 "add 'answers' to grade with a model, or leave out the model to score the log"
             )
     check_grader(grader)
+    planned = max((e.needs.samples for e in estimators), default=0)
+    if model is None and 0 < planned < dataset.most_samples:
+        warnings.warn(
+            f"the estimators use {planned} samples per row, and rows have up to "
+            f"{dataset.most_samples} logged; give them samples={dataset.most_samples} to "
+            "score with every logged sample",
+            UnusedSamplesWarning,
+            stacklevel=2,
+        )
     replay = ReplayModel() if model is None else None
     target: Model = replay if replay is not None else model  # type: ignore[assignment]
     out = Path(out_dir)

@@ -258,3 +258,12 @@ def test_a_judge_that_is_no_model_is_refused_before_any_row(tmp_path, capsys):
     assert main(argv) == 2
     assert "unknown model 'strnog'. Did you mean 'strong'?" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+async def test_scoring_fewer_samples_than_were_logged_is_not_silent(tmp_path):
+    from demur.estimators.consistency import SampleAgreement
+    from demur.evaluation.runner import UnusedSamplesWarning
+
+    dataset = load_dataset(write_jsonl(tmp_path / "d.jsonl", logged_rows(n=2, samples=19)))
+    with pytest.warns(UnusedSamplesWarning, match="use 5 samples per row, and rows have up to 19"):
+        await run_eval(dataset, tmp_path / "out", estimators=[SampleAgreement()])
