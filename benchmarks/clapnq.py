@@ -8,10 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from demur.adapters.embeddings import Embedder, load_embedder
+from demur import CachedEmbedder, shared_embedder
+from demur.adapters.embeddings import Embedder
 from demur.retrieval import ChromaStore, SourceChunk, index_chunks
 
 DATA = Path(__file__).resolve().parent / "data" / "clapnq"
@@ -40,30 +38,6 @@ def chunks(rows: Sequence[dict[str, Any]]) -> list[SourceChunk]:
         )
         for row in rows
     ]
-
-
-class CachedEmbedder:
-    """An embedder that remembers the vectors it computed, so a passage is embedded once.
-
-    Indexing embeds every passage; the cutoff's gold similarities embed the answerable ones
-    again. The vectors are the same, and on two CPU cores mpnet needs seconds per passage.
-    """
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.inner = embedder
-        self.name = embedder.name
-        self.dimension = embedder.dimension
-        self._cache: dict[tuple[str, str], npt.NDArray[np.float32]] = {}
-
-    def embed(self, texts: Sequence[str], *, kind: str = "passage") -> npt.NDArray[np.float32]:
-        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
-        if missing:
-            vectors = np.asarray(self.inner.embed(missing, kind=kind), dtype=np.float32)
-            for text, vector in zip(missing, vectors, strict=True):
-                self._cache[(kind, text)] = vector
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self._cache[(kind, t)] for t in texts])
 
 
 def index(
@@ -100,4 +74,5 @@ def index(
 
 
 def embedders(names: Sequence[str] = EMBEDDERS) -> list[CachedEmbedder]:
-    return [CachedEmbedder(load_embedder(name)) for name in names]
+    """The shared embedders: indexing and the cutoff's gold similarities embed a passage once."""
+    return [shared_embedder(name) for name in names]

@@ -101,6 +101,7 @@ from demur.types import (
 
 # Exported lazily: these modules cost import time that most users of the router never need.
 _LAZY = {
+    "CachedEmbedder": "demur.embedders",
     "CalibrationBundle": "demur.calibration.bundle",
     "ChromaRetriever": "demur.retrieval.chroma",
     "ChromaStore": "demur.retrieval.chroma",
@@ -125,6 +126,7 @@ _LAZY = {
     "IsotonicCalibrator": "demur.calibration.calibrators",
     "PlattCalibrator": "demur.calibration.calibrators",
     "load_calibrator": "demur.calibration.calibrators",
+    "load_ensemble": "demur.estimators.ensemble",
     "JsonLinesSpanExporter": "demur.telemetry",
     "LlamaCppModel": "demur.adapters.models.llama_cpp",
     "OpenAICompatibleModel": "demur.adapters.models.openai_http",
@@ -134,6 +136,8 @@ _LAZY = {
     "configure_telemetry": "demur.telemetry",
     "load_config": "demur.config",
     "load_router": "demur.config",
+    "register_embedder": "demur.embedders",
+    "shared_embedder": "demur.embedders",
 }
 
 
@@ -150,6 +154,7 @@ __all__ = [
     "Branch",
     "BranchPlan",
     "Budget",
+    "CachedEmbedder",
     "CalibrationBundle",
     "Calibrator",
     "Candidate",
@@ -270,7 +275,10 @@ __all__ = [
     "configure_telemetry",
     "load_calibrator",
     "load_config",
+    "load_ensemble",
     "load_router",
+    "register_embedder",
+    "shared_embedder",
     "verify_webhook",
     "wait_verdict",
 ]

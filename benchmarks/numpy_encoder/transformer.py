@@ -3,7 +3,7 @@
 It reproduces sentence-transformers' Transformer -> mean Pooling -> Normalize pipeline for the
 two architectures the built-in embedders use, without torch (a 700 MB install). Texts longer
 than `max_seq_length` tokens (from sentence_bert_config.json) are truncated, special tokens
-included, exactly as sentence-transformers does. Only imported when a model loads.
+included, exactly as sentence-transformers does. The embedding benchmark's baseline.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from demur.adapters.embeddings._safetensors import load_safetensors
+from benchmarks.numpy_encoder.safetensors import load_safetensors
 
 Arch = Literal["bert", "mpnet"]
 F32 = npt.NDArray[np.float32]

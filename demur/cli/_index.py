@@ -38,7 +38,8 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from demur.adapters.embeddings import BUILTIN_EMBEDDERS, load_embedder
+    from demur.adapters.embeddings import BUILTIN_EMBEDDERS
+    from demur.embedders import shared_embedder
     from demur.errors import ConfigError
     from demur.retrieval.chroma import ChromaStore
     from demur.retrieval.indexing import index_paths, source_files
@@ -51,7 +52,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     if not names:
         raise ConfigError("--embedders is empty; name at least one, e.g. --embedders minilm-l6")
-    embedders = [load_embedder(name) for name in dict.fromkeys(names)]
+    embedders = [shared_embedder(name) for name in dict.fromkeys(names)]
     store = ChromaStore(args.store, url=args.url)
     files = source_files(args.paths)
     console.print(

@@ -14,7 +14,6 @@ separately; `similarity_matrix` embeds each text once.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from demur.correctness import normalize_answer
+from demur.embedders import shared_embedder
 from demur.errors import ConfigError, unknown_name
 from demur.protocols import Embedder
 
@@ -57,18 +57,14 @@ def check_similarity(measure: str, embedder: Embedder | None = None) -> Similari
 
 
 def resolve_embedder(embedder: Embedder | str | None) -> Embedder | None:
-    """An Embedder from an object or a catalog name (as a config file gives it)."""
-    if not isinstance(embedder, str):
-        return embedder
-    try:
-        catalog = importlib.import_module("demur.adapters.embeddings.catalog")
-    except ImportError as exc:
-        raise ConfigError(
-            f"embedder {embedder!r} is given by name, but the embedder catalog cannot be "
-            f"imported ({exc}); pass an Embedder object instead"
-        ) from None
-    resolved: Embedder = catalog.load_embedder(embedder)
-    return resolved
+    """The process's shared, cached embedder for an object or a name (as a config gives it).
+
+    Every estimator that names the same embedder (or passes the same object) gets the same
+    `demur.embedders.CachedEmbedder`, so each text is embedded once per route or eval row.
+    """
+    if embedder is None:
+        return None
+    return shared_embedder(embedder)
 
 
 # --- lexical measures ------------------------------------------------------------------------

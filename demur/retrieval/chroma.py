@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from demur.adapters.embeddings import Embedder, load_embedder
+from demur.adapters.embeddings import Embedder
 from demur.adapters.embeddings.catalog import BUILTIN_EMBEDDERS
 from demur.bases import RetrieverBase
+from demur.embedders import shared_embedder
 from demur.errors import (
     ConfigError,
     EmptyCollectionError,
@@ -69,10 +70,10 @@ class DemurEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @property
     def embedder(self) -> Embedder:
-        """The demur embedder; a name is resolved with `load_embedder` on first use."""
+        """The demur embedder; a name is resolved with `shared_embedder` on first use."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = load_embedder(self.embedder_name)
+                self._embedder = shared_embedder(self.embedder_name)
             return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
@@ -267,8 +268,8 @@ class ChromaStore:
     def retriever(
         self, embedder: Embedder | str, *, cutoff: float | None = None
     ) -> ChromaRetriever:
-        """A retriever over `embedder`'s collection; a name is resolved with `load_embedder`."""
-        resolved = load_embedder(embedder) if isinstance(embedder, str) else embedder
+        """A retriever over `embedder`'s collection; a name is resolved with `shared_embedder`."""
+        resolved = shared_embedder(embedder) if isinstance(embedder, str) else embedder
         return ChromaRetriever(self, resolved, cutoff=cutoff)
 
     def count(self, embedder_name: str) -> int:

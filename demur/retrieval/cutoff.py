@@ -182,9 +182,9 @@ def gold_similarities(
             f"questions and {len(gold_passages)} passages"
         )
     if isinstance(embedder, str):
-        from demur.adapters.embeddings.catalog import load_embedder
+        from demur.embedders import shared_embedder
 
-        embedder = load_embedder(embedder)
+        embedder = shared_embedder(embedder)
     if not questions:
         return np.zeros(0, dtype=np.float64)
     q = np.asarray(embedder.embed(list(questions), kind="query"), dtype=np.float64)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from demur.adapters.embeddings import Embedder, load_embedder
+from demur.adapters.embeddings import Embedder
+from demur.embedders import shared_embedder
 from demur.errors import ConfigError, RetrievalError
 from demur.retrieval.chunking import check_chunking, chunk_text
 
@@ -304,7 +305,7 @@ def _resolve(embedders: Sequence[Embedder | str]) -> list[Embedder]:
         embedders = [name.strip() for name in embedders.split(",") if name.strip()]
     resolved: dict[str, Embedder] = {}
     for embedder in embedders:
-        model = load_embedder(embedder) if isinstance(embedder, str) else embedder
+        model = shared_embedder(embedder) if isinstance(embedder, str) else embedder
         resolved.setdefault(model.name, model)
     if not resolved:
         raise ConfigError("embedders is empty: name at least one, e.g. --embedders minilm-l6")

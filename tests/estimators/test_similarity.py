@@ -10,8 +10,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import demur.embedders
 from demur.adapters.embeddings.base import Embedder
 from demur.correctness import normalize_answer
+from demur.embedders import CachedEmbedder
 from demur.errors import ConfigError
 from demur.estimators.similarity import (
     SIMILARITIES,
@@ -209,16 +211,19 @@ def test_an_object_that_is_not_an_embedder_is_refused() -> None:
         check_similarity("embedding", object())  # type: ignore[arg-type]
 
 
-def test_embedder_objects_and_none_pass_through() -> None:
+def test_an_embedder_object_resolves_to_its_one_shared_cache() -> None:
     embedder = BagOfWordsEmbedder()
-    assert resolve_embedder(embedder) is embedder
+    resolved = resolve_embedder(embedder)
+    assert isinstance(resolved, CachedEmbedder) and resolved.inner is embedder
+    assert resolve_embedder(embedder) is resolved
     assert resolve_embedder(None) is None
 
 
 def test_an_embedder_name_without_the_catalog_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demur.embedders, "_by_name", {})  # nothing resolved yet
     monkeypatch.setitem(sys.modules, "demur.adapters.embeddings.catalog", None)
-    with pytest.raises(ConfigError, match="pass an Embedder object instead"):
-        resolve_embedder("minilm-l6")
+    with pytest.raises(ConfigError, match="cannot be imported.*pass an Embedder object instead"):
+        resolve_embedder("mpnet-base")
 
 
 # --- a real embedding model ------------------------------------------------------------------

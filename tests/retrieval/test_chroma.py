@@ -271,7 +271,7 @@ def test_the_embedding_function_config_round_trips_without_loading_a_model() -> 
     with pytest.raises(ValueError, match="cannot switch"):
         function.validate_config_update({"embedder": "toy"}, {"embedder": "other"})
     unknown = DemurEmbeddingFunction.build_from_config({"embedder": "my-own-model"})
-    with pytest.raises(ConfigError, match="unknown built-in embedder 'my-own-model'"):
+    with pytest.raises(ConfigError, match="unknown embedder 'my-own-model'"):
         unknown(["text"])
 
 

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("chromadb")
 
 import demur.adapters.embeddings
+import demur.embedders
 from demur.adapters.embeddings import BUILTIN_EMBEDDERS, Embedder, EmbeddingError
 from demur.cli import main
 from demur.errors import ConfigError, MissingDependencyError
@@ -339,7 +340,7 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
             index_chunks([], store, ["minilm-l6"], batch_size=batch_size)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="embedders is empty"):
         index_chunks([], store, [])
-    with pytest.raises(ConfigError, match="unknown built-in embedder 'minilm'"):
+    with pytest.raises(ConfigError, match="unknown embedder 'minilm'"):
         index_chunks([], store, ["minilm"])
     with pytest.raises(ConfigError, match="overlap=9 with size=5"):
         index_paths([tmp_path], store, ["minilm-l6"], chunk_size=5, overlap=9)
@@ -393,7 +394,7 @@ def test_demur_index_exits_1_when_chunks_fail_to_embed(
     (tmp_path / "ok.txt").write_text(CATS, encoding="utf-8")
     (tmp_path / "bad.txt").write_text("POISON [here]", encoding="utf-8")
     monkeypatch.setattr(
-        demur.adapters.embeddings, "load_embedder", lambda name: Poisoned(real_embedder(name))
+        demur.embedders, "shared_embedder", lambda name: Poisoned(real_embedder(name))
     )
     code = main(
         ["index", str(tmp_path), "--embedders", "minilm-l6", "--store", str(tmp_path / "db")]
@@ -409,7 +410,7 @@ def test_demur_index_exits_1_when_chunks_fail_to_embed(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--embedders", "minilm,e5-small"], "unknown built-in embedder 'minilm'"),
+        (["--embedders", "minilm,e5-small"], "unknown embedder 'minilm'"),
         (["--embedders", " , "], "--embedders is empty"),
         (["--chunk-size", "10", "--overlap", "10"], "lower --overlap or raise --chunk-size"),
         (["--batch-size", "0"], "--batch-size"),

