@@ -19,18 +19,28 @@ from demur.protocols import Attempt, Estimator, Needs
 
 if TYPE_CHECKING:
     from demur.estimators.consistency import SampleAgreement
-    from demur.estimators.ensemble import Ensemble
+    from demur.estimators.ensemble import Ensemble, load_ensemble
     from demur.estimators.groundedness import STOPWORDS, Groundedness, is_refusal
     from demur.estimators.judge import LLMJudge
     from demur.estimators.ptrue import PTrue
     from demur.estimators.retrieval import RetrievalSimilarity
     from demur.estimators.sar import RelevanceWeightedNLL
     from demur.estimators.semantic import Degree, Eccentricity, EigV, NumSets, SemanticEntropy
+    from demur.estimators.specs import (
+        EstimatorSpec,
+        build_from_spec,
+        estimator_spec,
+        estimator_specs,
+    )
     from demur.estimators.verbal import VerbalizedConfidence
 
 _LAZY = {
     "SampleAgreement": "demur.estimators.consistency",
-    "Ensemble": "demur.estimators.ensemble",
+    **dict.fromkeys(("Ensemble", "load_ensemble"), "demur.estimators.ensemble"),
+    **dict.fromkeys(
+        ("EstimatorSpec", "build_from_spec", "estimator_spec", "estimator_specs"),
+        "demur.estimators.specs",
+    ),
     **dict.fromkeys(("STOPWORDS", "Groundedness", "is_refusal"), "demur.estimators.groundedness"),
     "LLMJudge": "demur.estimators.judge",
     "PTrue": "demur.estimators.ptrue",
@@ -56,6 +66,7 @@ __all__ = [
     "EigV",
     "Ensemble",
     "Estimator",
+    "EstimatorSpec",
     "GreedyNLL",
     "Groundedness",
     "LLMJudge",
@@ -72,6 +83,10 @@ __all__ = [
     "TokenLogprobEstimator",
     "VerbalizedConfidence",
     "build_estimator",
+    "build_from_spec",
+    "estimator_spec",
+    "estimator_specs",
     "is_refusal",
+    "load_ensemble",
     "parse_estimators",
 ]
