@@ -1,20 +1,22 @@
 """An estimator that combines other estimators with weights learnt from labelled answers.
 
-    ensemble = Ensemble.fit(rows, correct)        # members built by name from the rows' keys
-    ensemble = Ensemble([MeanTokenLogprob(), MeanTokenEntropy(top_k=3)]).fit(rows, correct)
+    ensemble = Ensemble([MeanTokenLogprob(), NumSets(similarity="jaccard")]).fit(rows, correct)
     ensemble.save("ensemble.json")
     router = Router(..., estimators=[load_ensemble("ensemble.json")])
 
-The combined confidence is sigmoid(intercept + sum_i w_i * logit(c_i)): a logistic regression
-on the logits of the members' confidences, fitted with scikit-learn (`pip install
-'demur[eval]'`, imported only inside `fit`) and applied with numpy. A member that is
-unavailable on an answer (or fails, or times out) is replaced by its imputation value, the
-mean of its logit on the fitting data; when every member is unavailable the ensemble is too.
+The combined confidence is sigmoid(intercept + sum_i w_i * logit(c_i)), each c_i clipped to
+[clip, 1 - clip] first: a logistic regression on the members' logits, fitted with scikit-learn
+(`pip install 'demur[eval]'`, imported only while fitting) and applied with numpy. Fitting
+prunes redundant members, chooses the L2 strength by inner cross-validation, and falls back to
+the best member alone when the combination does not beat it (`demur.estimators._ensemble_fit`
+says how). A member that is unavailable on an answer (or fails, or times out) is replaced by
+its imputation value, the mean of its logit on the fitting data; when every member is
+unavailable the ensemble is too.
 
-Members named rather than given are built through the estimator registry with their saved
-options. One the registry cannot build (not registered, or it needs an object such as a judge
-model) is kept by name: the ensemble can still combine stored scores, and it explains how to
-pass the member in when asked to score an answer itself.
+A saved ensemble keeps each member's registry kind and options, so loading rebuilds it as it
+was (an embedder by its built-in name). A member that cannot be rebuilt (of no registered
+class, or needing an object such as a judge model) is kept by name: the ensemble still
+combines stored scores, and explains how to pass the member in when asked to score an answer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
@@ -30,111 +31,57 @@ import numpy as np
 import numpy.typing as npt
 
 from demur.bases import EstimatorBase
-from demur.calibration.calibrators import logit, sigmoid
+from demur.calibration.calibrators import sigmoid
 from demur.calibration.files import (
     FitMetadata,
     PathLike,
-    check_document,
     parse_json,
     read_json,
     utc_now,
-    validated,
     write_json,
 )
 from demur.calibration.metrics import FloatArray
-from demur.errors import (
-    ConfigError,
-    EstimatorError,
-    EstimatorUnavailable,
+from demur.errors import ConfigError, EstimatorError, EstimatorUnavailable, check_range
+from demur.estimators._ensemble_file import (
+    FORMAT_VERSION,
+    KIND,
+    TrainingData,
+    Unbuilt,
+    build_member,
+    fingerprint,
+    from_row_key,
+    member_spec,
+    parse_document,
+    per_member,
+    resolve,
 )
 from demur.estimators._ensemble_fit import (
-    EnsembleDocument,
+    CLIP,
+    DEFAULT_FOLDS,
     FitMethod,
     Row,
+    Selection,
     check_labels,
+    clipped_logit,
+    fit_combination,
     fit_metrics,
-    fit_weights,
     fitting_rows,
-    member_options,
 )
-from demur.protocols import NOTHING, Attempt, Estimator, Needs, check_component
+from demur.protocols import NOTHING, Attempt, Estimator, Needs
 from demur.scoring import run_estimator, score_in_process
 from demur.types import Score
-
-KIND = "ensemble"
-FORMAT_VERSION = 1
-
-
-def _per_member(
-    what: str, values: Sequence[float] | Mapping[str, float], names: Sequence[str]
-) -> list[float]:
-    """Values in member order, from a sequence in that order or a mapping by member name."""
-    if isinstance(values, Mapping):
-        missing = [n for n in names if n not in values]
-        extra = [k for k in values if k not in names]
-        if missing or extra:
-            raise ConfigError(
-                f"Ensemble {what} must name each member once: "
-                + (f"missing {', '.join(missing)}; " if missing else "")
-                + (f"unknown {', '.join(extra)}; " if extra else "")
-                + f"members are {', '.join(names)}"
-            )
-        out = [values[n] for n in names]
-    else:
-        out = list(values)
-        if len(out) != len(names):
-            raise ConfigError(
-                f"Ensemble got {len(out)} {what} for {len(names)} members "
-                f"({', '.join(names)}); give one per member, in order, or a {{name: value}} dict"
-            )
-    bad = [v for v in out if isinstance(v, bool) or not isinstance(v, int | float)]
-    if bad or not all(math.isfinite(v) for v in out):
-        raise ConfigError(f"Ensemble {what} must be finite numbers, got {out}")
-    return [float(v) for v in out]
-
-
-class _Unbuilt(EstimatorBase):
-    """A member known only by name: its stored scores can be combined, not computed."""
-
-    needs = NOTHING
-
-    def __init__(self, name: str, options: Mapping[str, Any], reason: str) -> None:
-        self.name = name
-        self.options = dict(options)
-        self.reason = reason
-
-    async def aestimate(self, attempt: Attempt) -> Score:
-        raise ConfigError(f"ensemble member '{self.name}' was never built: {self.reason}")
-
-    def __repr__(self) -> str:
-        return f"<{self.name}: by name only>"
-
-
-def _resolve(member: Estimator | str, options: Mapping[str, Any] | None = None) -> Estimator:
-    """An estimator object for a member given as one or by registry name."""
-    if not isinstance(member, str):
-        check_component("ensemble member", member, Estimator, "EstimatorBase")
-        return member
-    from demur.estimators.registry import build_estimator
-
-    try:
-        return build_estimator(member, options)
-    except ConfigError as exc:
-        return _Unbuilt(member, options or {}, str(exc))
-
-
-def _options_of(member: Estimator) -> dict[str, Any]:
-    return member.options if isinstance(member, _Unbuilt) else member_options(member)
 
 
 class Ensemble(EstimatorBase):
     """Combines member estimators' confidences with weights fitted on labelled answers.
 
-    `members` are estimators or registry names. `weights` and `imputation` are given per
-    member, in order or as {member name: value}; leave `weights` out and call `fit` to learn
-    them (`Ensemble.fit(rows, correct)` also builds the members, by name, from the rows).
-    `imputation` is the confidence used for a member that produced none (default 0.5, whose
-    logit 0 adds nothing). `needs` is the merge of the members' needs.
+    `members` are estimators, or registry names (built with default options). `weights` and
+    `imputation` are given per member, in order or as {member name: value}; leave `weights`
+    out and call `fit` to learn them (`Ensemble.fit(rows, correct)` also names the members
+    from the rows' keys). `imputation` is the confidence used for a member that produced none
+    (default 0.5, whose logit 0 adds nothing). `C` is the inverse L2 strength of the fit, None
+    to choose it by cross-validation; `clip` keeps confidences within [clip, 1 - clip] before
+    the logit. `needs` is the merge of the members' needs.
 
     When every member computes in-process, so does the ensemble (`in_process`), and the
     router calls `estimate` directly; otherwise the router awaits `aestimate`, which runs the
@@ -150,10 +97,36 @@ class Ensemble(EstimatorBase):
         *,
         name: str = "ensemble",
         member_timeout_s: float | None = None,
-        C: float = 1.0,
+        C: float | None = None,
+        clip: float = CLIP,
         metadata: FitMetadata | None = None,
+        selection: Selection | None = None,
+        training: TrainingData | None = None,
     ) -> None:
-        built = [_resolve(m) for m in members]
+        if member_timeout_s is not None and not member_timeout_s > 0:
+            raise ConfigError(f"member_timeout_s must be > 0 seconds, got {member_timeout_s}")
+        if C is not None and not C > 0:
+            raise ConfigError(f"Ensemble(C={C}): C must be > 0, e.g. 1.0, or None to choose it")
+        self.clip = check_range("Ensemble", "clip", clip, 0.0, 0.5, lo_open=True, hi_open=True)
+        self._set_members([resolve(m) for m in members])
+        self.name = name
+        self.member_timeout_s = member_timeout_s
+        self.C = None if C is None else float(C)
+        self.metadata = metadata
+        self.selection = selection
+        self.training = training
+        self.weights: FloatArray | None = None
+        self.intercept = float(intercept)
+        self.imputation = np.full(len(self.names), 0.5)
+        if weights is not None:
+            self.weights = np.array(per_member("weights", weights, self.names))
+        if imputation is not None:
+            values = per_member("imputation", imputation, self.names)
+            if not all(0.0 <= v <= 1.0 for v in values):
+                raise ConfigError(f"Ensemble imputation values are confidences in [0, 1]: {values}")
+            self.imputation = np.array(values)
+
+    def _set_members(self, built: Sequence[Estimator]) -> None:
         if not built:
             raise ConfigError("an Ensemble needs at least one member estimator")
         names = [m.name for m in built]
@@ -162,29 +135,17 @@ class Ensemble(EstimatorBase):
             raise ConfigError(
                 f"Ensemble members must have distinct names; repeated: {', '.join(repeated)}"
             )
-        if member_timeout_s is not None and not member_timeout_s > 0:
-            raise ConfigError(f"member_timeout_s must be > 0 seconds, got {member_timeout_s}")
-        if not C > 0:
-            raise ConfigError(f"Ensemble(C={C}): C must be > 0, e.g. 1.0")
         self.members: tuple[Estimator, ...] = tuple(built)
         self.names = tuple(names)
-        self.unbuilt = {m.name: m.reason for m in built if isinstance(m, _Unbuilt)}
-        self.name = name
-        self.member_timeout_s = member_timeout_s
-        self.C = float(C)
-        self.metadata = metadata
+        self.unbuilt = {m.name: m.reason for m in built if isinstance(m, Unbuilt)}
         self.needs: Needs = functools.reduce(Needs.merge, (m.needs for m in built), NOTHING)
-        self.weights: FloatArray | None = None
-        self.intercept = float(intercept)
-        self.imputation = np.full(len(built), 0.5)
-        if weights is not None:
-            self.weights = np.array(_per_member("weights", weights, names))
-        if imputation is not None:
-            values = _per_member("imputation", imputation, names)
-            if not all(0.0 <= v <= 1.0 for v in values):
-                raise ConfigError(f"Ensemble imputation values are confidences in [0, 1]: {values}")
-            self.imputation = np.array(values)
         self.in_process = all(m.in_process for m in built)
+
+    @classmethod
+    def by_name(cls, names: Sequence[str], **options: Any) -> Self:
+        """An unfitted ensemble of members named by eval-row keys: a registered estimator that
+        takes no options is built; any other is known by name only (its options are unknown)."""
+        return cls([from_row_key(n) for n in names], **options)
 
     # --- combining ----------------------------------------------------------------------------
 
@@ -207,19 +168,19 @@ class Ensemble(EstimatorBase):
             )
         return self.weights
 
-    def _matrix(self, rows: Sequence[Row]) -> FloatArray:
+    def _matrix(self, rows: Sequence[Row], names: Sequence[str] | None = None) -> FloatArray:
         """Rows of member confidences as a matrix, NaN where a member gave none."""
-        matrix = np.full((len(rows), len(self.names)), np.nan)
+        names = self.names if names is None else names
+        matrix = np.full((len(rows), len(names)), np.nan)
         for i, row in enumerate(rows):
-            for j, name in enumerate(self.names):
+            for j, name in enumerate(names):
                 value = row.get(name)
                 if value is not None:
                     matrix[i, j] = value
         outside = (matrix < 0.0) | (matrix > 1.0)  # False for NaN
         if outside.any():
             at = ", ".join(
-                f"row {i} {self.names[j]}={float(matrix[i, j])!r}"
-                for i, j in np.argwhere(outside)[:5]
+                f"row {i} {names[j]}={float(matrix[i, j])!r}" for i, j in np.argwhere(outside)[:5]
             )
             raise ConfigError(
                 f"member confidences must lie in [0, 1] (None or NaN when missing); got {at}"
@@ -228,7 +189,7 @@ class Ensemble(EstimatorBase):
 
     def _linear(self, matrix: FloatArray) -> FloatArray:
         filled = np.where(np.isnan(matrix), self.imputation, matrix)
-        z: FloatArray = self.intercept + logit(filled) @ self._require_fitted()
+        z: FloatArray = self.intercept + clipped_logit(filled, self.clip) @ self._require_fitted()
         return z
 
     def combine(self, confidences: Row) -> float:
@@ -306,40 +267,58 @@ class Ensemble(EstimatorBase):
         *,
         model: str | None = None,
         data: str | None = None,
+        select: bool = True,
+        folds: int = DEFAULT_FOLDS,
+        seed: int = 0,
     ) -> Self:
-        """Learn weights, intercept and imputation from labelled answers.
+        """Choose members, then learn weights, intercept and imputation from labelled answers.
 
         `rows[i]` maps member names to answer i's confidences (None or NaN when a member gave
         none; other keys are ignored); `correct[i]` says whether answer i was right. Rows in
         which every member is missing are left out, as the ensemble gives no score there.
+        With `select` (the default) redundant members are dropped, and the ensemble becomes
+        its best member alone when the combination does not beat it under inner
+        cross-validation (`folds` folds, shuffled by `seed`); `selection` records the choice.
         """
+        check_range("Ensemble.fit", "folds", folds, 2, integer=True)
         labels = check_labels(rows, correct)
-        matrix, y = fitting_rows(self._matrix(rows), labels, self.names, rows)
-        self.imputation, self.weights, self.intercept = fit_weights(matrix, y, self.C)
-        combined = sigmoid(self._linear(matrix))
+        candidates = self.names
+        matrix, y = fitting_rows(self._matrix(rows), labels, candidates, rows)
+        fitted = fit_combination(
+            matrix, y, candidates, C=self.C, select=select, folds=folds, seed=seed, clip=self.clip
+        )
+        self._set_members([self.members[j] for j in fitted.kept])
+        self.weights, self.intercept = fitted.weights, fitted.intercept
+        self.imputation = fitted.imputation
+        self.selection = fitted.selection
+        self.training = fingerprint(matrix, y, candidates)
+        combined = sigmoid(self._linear(matrix[:, list(fitted.kept)]))
         self.metadata = FitMetadata(
             estimators=self.names,
             model=model,
             data=data,
             fitted_at=utc_now(),
             n=len(y),
-            metrics=fit_metrics(self.name, self.names, matrix, y, combined),
+            metrics=fit_metrics(self.name, candidates, matrix, y, combined),
         )
         return self
 
     # --- JSON ---------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """The saved document (format version 2); ConfigError when a member cannot be written."""
         weights = self._require_fitted()
         return {
             "kind": KIND,
             "version": FORMAT_VERSION,
             "name": self.name,
-            "members": [{"name": m.name, "options": _options_of(m)} for m in self.members],
+            "members": [member_spec(m).model_dump(mode="json") for m in self.members],
             "weights": weights.tolist(),
             "intercept": self.intercept,
             "imputation": self.imputation.tolist(),
-            "options": {"member_timeout_s": self.member_timeout_s, "C": self.C},
+            "options": {"member_timeout_s": self.member_timeout_s, "C": self.C, "clip": self.clip},
+            "selection": self.selection.model_dump(mode="json") if self.selection else None,
+            "training": self.training.model_dump(mode="json") if self.training else None,
             "metadata": self.metadata.model_dump(mode="json") if self.metadata else None,
         }
 
@@ -350,10 +329,9 @@ class Ensemble(EstimatorBase):
         members: Sequence[Estimator] | None = None,
         what: str = "the ensemble",
     ) -> Self:
-        """Rebuild a saved ensemble. Members are built through the estimator registry with
-        their saved options, or taken from `members` (matched by name) when given."""
-        check_document(document, KIND, what)
-        parsed = validated(EnsembleDocument, document, what)
+        """Rebuild a saved ensemble. Members are built from their saved kind and options, or
+        taken from `members` (matched by name) when given."""
+        parsed = parse_document(document, what)
         given = {m.name: m for m in members or ()}
         unknown = sorted(set(given) - {spec.name for spec in parsed.members})
         if unknown:
@@ -361,15 +339,7 @@ class Ensemble(EstimatorBase):
                 f"{what} has no member(s) {', '.join(unknown)}; its members are "
                 f"{', '.join(spec.name for spec in parsed.members)}"
             )
-        built = [
-            given.get(spec.name) or _resolve(spec.name, spec.options) for spec in parsed.members
-        ]
-        for spec, member in zip(parsed.members, built, strict=True):
-            if member.name != spec.name:
-                raise ConfigError(
-                    f"{what}: member '{spec.name}' was rebuilt as '{member.name}'; "
-                    "pass the right estimator in members=[...]"
-                )
+        built = [given.get(spec.name) or build_member(spec, what) for spec in parsed.members]
         options = parsed.options
         return cls(
             built,
@@ -378,8 +348,11 @@ class Ensemble(EstimatorBase):
             imputation=parsed.imputation,
             name=parsed.name,
             member_timeout_s=options.get("member_timeout_s"),
-            C=options.get("C", 1.0),
+            C=options.get("C"),
+            clip=options.get("clip", CLIP),
             metadata=parsed.metadata,
+            selection=parsed.selection,
+            training=parsed.training,
         )
 
     def to_json(self) -> str:
@@ -403,5 +376,8 @@ class Ensemble(EstimatorBase):
 
 
 def load_ensemble(path: str) -> Ensemble:
-    """Load a saved Ensemble with members built by name (for configs: {name: ensemble, path})."""
+    """Load a saved Ensemble with its members rebuilt (for configs: {name: ensemble, path})."""
     return Ensemble.load(path)
+
+
+__all__ = ["Ensemble", "load_ensemble"]

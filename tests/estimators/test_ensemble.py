@@ -270,16 +270,22 @@ def test_constructor_checks_its_arguments():
 # --- saving -------------------------------------------------------------------------------------
 
 
-def test_json_round_trip_rebuilds_members_by_name_and_gives_identical_outputs(tmp_path):
+def test_json_round_trip_rebuilds_members_with_their_options_and_gives_identical_outputs(
+    tmp_path,
+):
     rows, correct = two_signals(1000, seed=4, missing_every=3)
-    rows = [{**r, "entropy": 0.5 + 0.4 * r["mean_logprob"]} for r in rows]
+    noise = np.random.default_rng(7).uniform(0.2, 0.8, size=len(rows))
+    rows = [{**r, "entropy": float(x)} for r, x in zip(rows, noise, strict=True)]
     members = [MeanTokenLogprob(), MinTokenProb(), MeanTokenEntropy(top_k=3)]
-    ensemble = Ensemble(members, name="combined").fit(rows, correct, data="qa.jsonl")
+    ensemble = Ensemble(members, name="combined").fit(rows, correct, data="qa.jsonl", select=False)
     test_rows, _ = two_signals(500, seed=5, missing_every=2)
 
     document = json.loads(ensemble.to_json())
-    assert document["members"][2] == {"name": "entropy", "options": {"top_k": 3}}
+    assert document["version"] == 2
+    assert document["members"][2] == {"name": "entropy", "kind": "entropy", "options": {"top_k": 3}}
     assert document["metadata"]["data"] == "qa.jsonl"
+    assert document["training"]["rows"] == 1000
+    assert document["selection"]["chosen"] == "ensemble"
 
     path = tmp_path / "ensemble.json"
     ensemble.save(path)
@@ -293,6 +299,7 @@ def test_json_round_trip_rebuilds_members_by_name_and_gives_identical_outputs(tm
         assert again.members[2].top_k == 3  # type: ignore[attr-defined]
         assert np.array_equal(again.combine_many(test_rows), ensemble.combine_many(test_rows))
         assert again.metadata == ensemble.metadata
+        assert again.training == ensemble.training and again.selection == ensemble.selection
 
 
 def test_members_the_registry_cannot_build_are_kept_by_name_until_passed_in():
