@@ -9,11 +9,25 @@ from demur.evaluation.grading import JudgeGrader
 from demur.evaluation.runner import EvalResults, run_eval
 
 if TYPE_CHECKING:
+    from demur.evaluation.crossfit import (
+        OutOfFold,
+        cross_fit_calibrated,
+        cross_fit_ensemble,
+        member_table,
+    )
     from demur.evaluation.summary import summarize_run
 
-# Exported lazily: the summary imports numpy.
+# Exported lazily: the summary and cross-fitting import numpy.
 __getattr__, __dir__ = _lazy_exports(
-    __name__, globals(), {"summarize_run": "demur.evaluation.summary"}
+    __name__,
+    globals(),
+    {
+        "summarize_run": "demur.evaluation.summary",
+        **dict.fromkeys(
+            ("OutOfFold", "cross_fit_calibrated", "cross_fit_ensemble", "member_table"),
+            "demur.evaluation.crossfit",
+        ),
+    },
 )
 
 
@@ -22,9 +36,13 @@ __all__ = [
     "EvalItem",
     "EvalResults",
     "JudgeGrader",
+    "OutOfFold",
     "RowProblem",
+    "cross_fit_calibrated",
+    "cross_fit_ensemble",
     "is_correct",
     "load_dataset",
+    "member_table",
     "normalize_answer",
     "run_eval",
     "summarize_run",

@@ -1,9 +1,10 @@
 """From an eval run's rows to tables and metrics: results.json, results.csv, summary.json.
 
-Raw metrics score each estimator's confidence as it is. Calibrated metrics are cross-fitted:
-the calibrator is fitted on the other folds and applied to the held-out fold, so the figures
-say how the estimator would do once calibrated on data like this, not how well a calibrator
-can memorise its own training set. The ensemble is cross-fitted the same way.
+Raw metrics score each estimator's confidence as it is. Calibrated metrics are cross-fitted
+(`demur.evaluation.crossfit`): the calibrator is fitted on the other folds and applied to the
+held-out fold, so the figures say how the estimator would do once calibrated on data like this,
+not how well a calibrator can memorise its own training set. The ensemble is cross-fitted the
+same way, member selection included.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from typing import Any
 import numpy as np
 
 from demur.calibration.metrics import summarize
+from demur.evaluation.crossfit import (
+    cross_fit_calibrated,
+    cross_fit_ensemble,
+    member_table,
+)
 from demur.evaluation.runner import EvalResults
 
 ENSEMBLE = "ensemble (cross-fitted)"
@@ -61,56 +67,20 @@ def write_tables(results: EvalResults) -> None:
             writer.writerow(line)
 
 
-def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    return [order[i::k] for i in range(k)]
-
-
-def _cross_fit_calibrated(
-    confidence: np.ndarray, correct: np.ndarray, method: str, folds: int, seed: int
-) -> np.ndarray:
-    from demur.calibration.calibrators import (
-        HistogramBinningCalibrator,
-        IsotonicCalibrator,
-        PlattCalibrator,
-    )
-
-    kinds = {
-        "platt": PlattCalibrator,
-        "isotonic": IsotonicCalibrator,
-        "histogram": HistogramBinningCalibrator,
-    }
-    calibrated = np.empty_like(confidence)
-    for held_out in _folds(len(confidence), folds, seed):
-        train = np.setdiff1d(np.arange(len(confidence)), held_out)
-        calibrator = kinds[method]().fit(confidence[train], correct[train])
-        calibrated[held_out] = calibrator.calibrate_many(confidence[held_out])
-    return calibrated
-
-
-def _cross_fit_ensemble(
-    rows: list[dict[str, Any]], names: list[str], correct: np.ndarray, folds: int, seed: int
-) -> np.ndarray:
-    from demur.estimators.ensemble import Ensemble
-
-    table = [{n: row["scores"].get(n, {}).get("confidence") for n in names} for row in rows]
-    combined = np.empty(len(rows))
-    for held_out in _folds(len(rows), folds, seed):
-        train = np.setdiff1d(np.arange(len(rows)), held_out)
-        ensemble = Ensemble.fit([table[i] for i in train], correct[train])
-        combined[held_out] = [ensemble.combine(table[i]) for i in held_out]
-    return combined
-
-
 def _metrics(confidence: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
     summary = dict(summarize(confidence, correct))
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 
 def summarize_run(
-    results: EvalResults, *, calibration: str = "isotonic", folds: int = 2, seed: int = 0
+    results: EvalResults,
+    *,
+    calibration: str = "isotonic",
+    folds: int = 2,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Accuracy, and per estimator: availability, cost, raw and calibrated metrics."""
+    """Accuracy, and per estimator: availability, cost, raw and calibrated metrics, all
+    cross-fitted with `folds` folds shuffled by `seed`; and the cross-fitted ensemble."""
     rows = results.graded()
     correct = np.array([bool(r["correct"]) for r in rows])
     needs = results.settings.get("needs", {})
@@ -123,7 +93,7 @@ def summarize_run(
         "failed_rows": sum(1 for r in results.rows if r["error"] is not None),
         "accuracy": float(correct.mean()) if rows else None,
         "seconds_per_question": float(np.mean([r["latency_s"] for r in rows])) if rows else None,
-        "calibration": {"method": calibration, "folds": folds},
+        "calibration": {"method": calibration, "folds": folds, "seed": seed},
         "estimators": {},
     }
     usable: list[str] = []
@@ -151,8 +121,8 @@ def summarize_run(
         if mask.sum() >= 2:
             entry["raw"] = _metrics(confidence[mask], correct[mask])
             try:
-                calibrated = _cross_fit_calibrated(
-                    confidence[mask], correct[mask], calibration, folds, seed
+                calibrated = cross_fit_calibrated(
+                    confidence[mask], correct[mask], method=calibration, folds=folds, seed=seed
                 )
                 entry["calibrated"] = _metrics(calibrated, correct[mask])
             except ValueError as exc:  # too few examples, or one class in a fold
@@ -162,12 +132,16 @@ def summarize_run(
         summary["estimators"][name] = entry
     if len(usable) >= 2 and len(rows) >= 20:
         try:
-            ensemble = _cross_fit_ensemble(rows, usable, correct, folds, seed)
-            calibrated = _cross_fit_calibrated(ensemble, correct, calibration, folds, seed + 1)
+            table = member_table(rows, usable)
+            ensemble = cross_fit_ensemble(table, correct, members=usable, folds=folds, seed=seed)
+            calibrated = cross_fit_calibrated(
+                ensemble.confidence, correct, method=calibration, folds=folds, seed=seed + 1
+            )
             summary["estimators"][ENSEMBLE] = {
                 "members": usable,
+                "chosen": list(ensemble.chosen),
                 "available": len(rows),
-                "raw": _metrics(ensemble, correct),
+                "raw": _metrics(ensemble.confidence, correct),
                 "calibrated": _metrics(calibrated, correct),
                 "problems": [],
             }
