@@ -1,4 +1,5 @@
-"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur index PATH`, `demur serve`,
+"""The `demur` command: `demur demo`, `demur ask QUESTION`, `demur eval DATA`,
+`demur calibrate RESULTS`, `demur ensemble fit RESULTS`, `demur index PATH`, `demur serve`,
 `demur review`, `demur queue`, `demur config`.
 
 One module per command adds its parser and runs it; `_options` resolves what flags and the
@@ -17,6 +18,7 @@ from demur.cli import (
     _calibrate,
     _config,
     _demo,
+    _ensemble,
     _eval,
     _index,
     _queue,
@@ -26,7 +28,18 @@ from demur.cli import (
 from demur.errors import DemurError
 
 # In the order `demur --help` lists them.
-_COMMANDS = (_demo, _ask, _eval, _calibrate, _index, _serve, _review, _queue, _config)
+_COMMANDS = (
+    _demo,
+    _ask,
+    _eval,
+    _calibrate,
+    _ensemble,
+    _index,
+    _serve,
+    _review,
+    _queue,
+    _config,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
