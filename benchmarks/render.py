@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from benchmarks.render_ensemble import render_ensemble
+
 # What "weak" and "strong" were in the results measured before the Qwen ladder became the
 # default; sections still built from those results say so.
 PREVIOUS = {"weak": "SmolLM2-135M-Instruct", "strong": "Gemma-3-270M (base, few-shot)"}
@@ -28,6 +30,7 @@ def render(
     gateway: dict | None = None,
     queue: dict | None = None,
     *,
+    ensemble: dict | None = None,
     skipped: Collection[str] = (),
 ) -> str:
     """docs/benchmarks.md from the benchmarks' results; `skipped` names those taken from
@@ -120,6 +123,8 @@ def render(
         ]
         for result in estimators:
             lines += render_estimators(result)
+    if ensemble is not None:
+        lines += render_ensemble(ensemble)
     if retrieval is not None:
         lines += render_retrieval(retrieval)
     if rag is not None:

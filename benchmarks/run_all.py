@@ -82,7 +82,8 @@ def main() -> None:
         "--reuse",
         default="",
         help="comma-separated benchmarks to take from saved results: "
-        "overhead,import,demo,ladder,extra_buffers,retrieval,rag,conflict,langchain,gateway,queue",
+        "overhead,import,demo,ladder,ensemble,extra_buffers,retrieval,rag,conflict,langchain,"
+        "gateway,queue",
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
@@ -94,6 +95,11 @@ def main() -> None:
     if ladder_questions and "ladder" not in SKIP:
         launch("ladder_records", "--questions", str(ladder_questions), "--out", str(LADDER_RECORDS))
     ladder = run_optional("bench_ladder", "--records", str(LADDER_RECORDS))
+    ensemble = run_optional(
+        "bench_ensemble",
+        *("--records", str(LADDER_RECORDS)),
+        *(["--shuffles", "1", "--bootstrap", "200"] if args.quick else []),
+    )
     extra_buffers = run_optional(
         "bench_extra_buffers", *(["--requests", "3"] if args.quick else [])
     )
@@ -149,6 +155,7 @@ def main() -> None:
             langchain,
             gateway,
             queue,
+            ensemble=ensemble,
             skipped=SKIP,
         )
         + "\n"
