@@ -22,6 +22,7 @@ from demur.adapters.models.replay import ReplayModel
 from demur.correctness import check_grader, grade
 from demur.errors import ConfigError
 from demur.estimators.registry import check_unique_names
+from demur.estimators.specs import estimator_specs
 from demur.evaluation.dataset import EvalDataset, EvalItem
 from demur.evaluation.grading import JudgeGrader
 from demur.policies.basic import Always, FirstOf
@@ -144,7 +145,9 @@ def _open_run(out_dir: Path, settings: dict[str, Any], resume: bool) -> list[dic
     previous = (
         json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.exists() else {}
     )
-    changed = [k for k in settings if k != "started_at" and previous.get(k) != settings[k]]
+    # Runs recorded before estimator specs were kept have no "specs" to compare.
+    compared = [k for k in settings if k != "started_at" and (k != "specs" or k in previous)]
+    changed = [k for k in compared if previous.get(k) != settings[k]]
     if changed:
         raise ConfigError(
             f"{out_dir} holds a run with different settings ({', '.join(changed)}); "
@@ -217,6 +220,11 @@ async def run_eval(
         "model": target.name,
         "estimators": [e.name for e in estimators],
         "needs": {e.name: e.needs.model_dump() for e in estimators},
+        # How each estimator was built, so `demur ensemble fit` rebuilds it with its options.
+        "specs": {
+            name: spec.model_dump() if spec is not None else None
+            for name, spec in estimator_specs(list(estimators)).items()
+        },
         "grader": f"label, else {grader_name}" if labelled else grader_name,
         "sampling": (sampling or Sampling()).model_dump(),
         **({"asked": [m.name for m in asked]} if asked else {}),

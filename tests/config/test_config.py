@@ -273,3 +273,23 @@ def test_confident_rag_needs_two_embedders(tmp_path):
     )
     with pytest.raises(ConfigError, match="at least 2 in retrieval.embedders"):
         load_config(write(tmp_path, text))
+
+
+def test_a_config_shares_one_embedder_between_its_retriever_and_estimators(tmp_path):
+    from demur.adapters.embeddings import minilm
+    from demur.errors import MissingDependencyError
+
+    try:
+        minilm.check_minilm()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    text = GOOD_YAML.replace(
+        "estimators: [mean_logprob, {name: entropy, top_k: 3}]",
+        "estimators:\n"
+        "  - {name: groundedness, method: embedding, embedder: minilm-l6}\n"
+        "  - {name: agreement, similarity: embedding, embedder: minilm-l6}\n",
+    )
+    text += f"retrieval: {{embedders: [minilm-l6], store: {tmp_path / 'chroma'}}}\n"
+    router = load_router(write(tmp_path, text))
+    retriever_embedder = router.retrievers["minilm-l6"].embedder
+    assert all(e.embedder is retriever_embedder for e in router.estimators)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -149,3 +150,28 @@ def test_the_eval_summary_reports_the_cross_fitted_ensemble_and_its_choices(tmp_
     assert entry["raw"]["auroc"] > summary["estimators"]["mean_logprob"]["raw"]["auroc"]
     assert entry["calibrated"]["ece"] < 0.1
     assert summary["calibration"] == {"method": "isotonic", "folds": 3, "seed": 2}
+
+
+def test_an_eval_run_records_how_each_estimator_was_built(tmp_path: pathlib.Path) -> None:
+    import asyncio
+
+    from demur.estimators import parse_estimators
+    from demur.evaluation import EvalDataset, EvalItem, run_eval
+
+    dataset = EvalDataset(
+        items=[
+            EvalItem(
+                id="a",
+                question="Q?",
+                answers=("Paris",),
+                response="Paris",
+                samples=("Paris", "Lyon", "Paris"),
+            ),
+        ]
+    )
+    estimators = parse_estimators("agreement:similarity=jaccard:samples=3,entropy:top_k=3")
+    results = asyncio.run(run_eval(dataset, tmp_path / "run", estimators=estimators))
+    specs = results.settings["specs"]
+    assert specs["agreement_jaccard"]["options"]["similarity"] == "jaccard"
+    assert specs["agreement_jaccard"]["options"]["samples"] == 3
+    assert specs["entropy"]["options"]["top_k"] == 3
