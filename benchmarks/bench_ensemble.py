@@ -5,7 +5,10 @@ No model runs. A set is one model's graded answers with every member's confidenc
 - from `--records` (benchmarks/results/ladder-records.jsonl): per built-in model, the four
   logprob estimators (mean_logprob, min_prob, gnll, entropy) on HaluEval-QA questions asked
   with their passage;
-- from each `--runs` folder: a `demur eval` run's results.jsonl, every estimator it scored.
+- from each `--runs` folder: a `demur eval` run's results.jsonl, every estimator it scored;
+- from `--logged` (benchmarks/results/logged-samples.jsonl, written by
+  `benchmarks.logged_samples`): logged answers with 10 samples each, scored here without a
+  model by the sample-based estimators and the logprob ones (`LOGGED_ESTIMATORS`).
 
 Only members that scored every row take part; sets with fewer than `--min-rows` graded rows
 are listed as skipped. Per set:
@@ -37,6 +40,12 @@ from demur.calibration import auroc, ece
 from demur.evaluation import cross_fit_calibrated, cross_fit_ensemble, member_table
 
 RECORDS = ROOT / "benchmarks" / "results" / "ladder-records.jsonl"
+LOGGED = ROOT / "benchmarks" / "results" / "logged-samples.jsonl"
+LOGGED_ESTIMATORS = (
+    "agreement:similarity=exact,agreement:similarity=rougeL,agreement:similarity=jaccard,"
+    "num_sets:similarity=jaccard,eigv:similarity=jaccard,degree:similarity=jaccard,"
+    "eccentricity:similarity=rougeL,mean_logprob,min_prob,gnll"
+)
 PREVIOUS = {"C": 1.0, "select": False, "clip": 1e-9}
 
 
@@ -121,6 +130,25 @@ def measure_set(
     }
 
 
+def logged_set(path: Path, out: Path) -> tuple[list[dict], np.ndarray]:
+    """Score the logged answers (no model) into `out`, then read them like a `--runs` folder."""
+    import asyncio
+
+    from demur.estimators import parse_estimators
+    from demur.evaluation import load_dataset, run_eval
+
+    dataset = load_dataset(path)
+    samples = max(len(item.samples) for item in dataset.items)
+    specs = ",".join(
+        spec
+        if not spec.startswith(("agreement", "num_sets", "eigv", "degree", "eccentricity"))
+        else f"{spec}:samples={samples}"
+        for spec in LOGGED_ESTIMATORS.split(",")
+    )
+    asyncio.run(run_eval(dataset, out, estimators=parse_estimators(specs), resume=False))
+    return run_set(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=Path, default=RECORDS)
@@ -128,7 +156,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--shuffles", type=int, default=5)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--min-rows", type=int, default=200)
+    parser.add_argument("--logged", type=Path, default=LOGGED, help="logged samples (JSONL)")
+    parser.add_argument("--min-rows", type=int, default=100)
     parser.add_argument("--json")
     args = parser.parse_args()
     sets = record_sets(args.records) if args.records.exists() else {}
@@ -136,6 +165,13 @@ def main() -> None:
     for folder in args.runs:
         sets[folder.name] = run_set(folder)
         sources[folder.name] = str(folder)
+    if args.logged.exists():
+        import tempfile
+
+        name = "qwen2.5-0.5b, logged samples"
+        with tempfile.TemporaryDirectory() as scratch:
+            sets[name] = logged_set(args.logged, Path(scratch) / "run")
+        sources[name] = str(args.logged.relative_to(ROOT))
     measured, skipped = {}, {}
     for name, (rows, y) in sets.items():
         if len(y) < args.min_rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from benchmarks.render_embeddings import render_embeddings
 from benchmarks.render_ensemble import render_ensemble
 
 # What "weak" and "strong" were in the results measured before the Qwen ladder became the
@@ -31,6 +32,7 @@ def render(
     queue: dict | None = None,
     *,
     ensemble: dict | None = None,
+    embeddings: dict | None = None,
     skipped: Collection[str] = (),
 ) -> str:
     """docs/benchmarks.md from the benchmarks' results; `skipped` names those taken from
@@ -125,6 +127,8 @@ def render(
             lines += render_estimators(result)
     if ensemble is not None:
         lines += render_ensemble(ensemble)
+    if embeddings is not None:
+        lines += render_embeddings(embeddings)
     if retrieval is not None:
         lines += render_retrieval(retrieval)
     if rag is not None:

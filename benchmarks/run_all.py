@@ -82,7 +82,7 @@ def main() -> None:
         "--reuse",
         default="",
         help="comma-separated benchmarks to take from saved results: "
-        "overhead,import,demo,ladder,ensemble,extra_buffers,retrieval,rag,conflict,langchain,"
+        "overhead,import,demo,ladder,ensemble,embeddings,extra_buffers,retrieval,rag,conflict,langchain,"
         "gateway,queue",
     )
     args = parser.parse_args()
@@ -99,6 +99,10 @@ def main() -> None:
         "bench_ensemble",
         *("--records", str(LADDER_RECORDS)),
         *(["--shuffles", "1", "--bootstrap", "200"] if args.quick else []),
+    )
+    embeddings = run_optional(
+        "bench_embeddings",
+        *(["--texts", "16", "--rounds", "1", "--index-per-file", "20"] if args.quick else []),
     )
     extra_buffers = run_optional(
         "bench_extra_buffers", *(["--requests", "3"] if args.quick else [])
@@ -156,6 +160,7 @@ def main() -> None:
             gateway,
             queue,
             ensemble=ensemble,
+            embeddings=embeddings,
             skipped=SKIP,
         )
         + "\n"
