@@ -127,8 +127,7 @@ def indexing(names: list[str], per_file: int) -> dict[str, Any]:
 
 def _estimators(shared: bool, embedder: str, samples: int) -> list[Estimator]:
     specs = [f"{spec}:embedder={embedder}" for spec in EMBEDDING_ESTIMATORS]
-    specs = [s if s.startswith("groundedness") else f"{s}:samples={samples}" for s in specs]
-    built: list[Estimator] = parse_estimators(",".join(specs))
+    built: list[Estimator] = parse_estimators(",".join(specs), defaults={"samples": samples})
     if not shared:
         for estimator in built:
             # As before: each estimator its own embedder instance, no cache.
@@ -140,8 +139,7 @@ async def _eval_seconds(path: Path, rows: int | None, shared: bool, embedder: st
     dataset = load_dataset(path)
     if rows is not None:
         dataset.items = dataset.items[:rows]
-    samples = max(len(item.samples) for item in dataset.items)
-    estimators = _estimators(shared, embedder, samples)
+    estimators = _estimators(shared, embedder, dataset.most_samples)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         results = await run_eval(dataset, out, estimators=estimators, resume=False)

@@ -138,14 +138,8 @@ def logged_set(path: Path, out: Path) -> tuple[list[dict], np.ndarray]:
     from demur.evaluation import load_dataset, run_eval
 
     dataset = load_dataset(path)
-    samples = max(len(item.samples) for item in dataset.items)
-    specs = ",".join(
-        spec
-        if not spec.startswith(("agreement", "num_sets", "eigv", "degree", "eccentricity"))
-        else f"{spec}:samples={samples}"
-        for spec in LOGGED_ESTIMATORS.split(",")
-    )
-    asyncio.run(run_eval(dataset, out, estimators=parse_estimators(specs), resume=False))
+    estimators = parse_estimators(LOGGED_ESTIMATORS, defaults={"samples": dataset.most_samples})
+    asyncio.run(run_eval(dataset, out, estimators=estimators, resume=False))
     return run_set(out)
 
 
