@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -658,6 +659,18 @@ async def test_a_call_reported_several_times_is_scored_once():
         llm.chat([ChatMessage(role="user", content="Who wrote Emma?")])
     assert len(evaluations) == 2
     assert all(e.confidence == pytest.approx(0.8) for e in evaluations)
+
+
+def test_a_call_already_running_when_instrumented_is_not_scored():
+    slow = FixedLLM(answer="Persuasion", delay_s=0.5)
+    running = threading.Thread(target=slow.complete, args=("Which novel came last?",))
+    running.start()
+    time.sleep(0.1)  # its start event is dispatched before the handler is attached
+    evaluations: list[Any] = []
+    with instrument(spans=False, on_evaluation=evaluations.append):
+        FixedLLM(answer="Emma").complete("Who wrote Emma?")
+        running.join()
+    assert [e.text for e in evaluations] == ["Emma"]
 
 
 def test_instrumentation_only_observes():

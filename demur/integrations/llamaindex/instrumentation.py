@@ -18,7 +18,8 @@ Two handlers on a LlamaIndex dispatcher (llama_index.core.instrumentation):
   parent is the mirrored span of the LLM call when a DemurSpanHandler is attached, else the
   caller's active span. A call LlamaIndex reports several times (CustomLLM's `achat` calls
   `chat`, which calls `complete`) is scored once, from the innermost report, which keeps the
-  logprobs.
+  logprobs. A call already running when the handler was attached is not scored: only calls
+  whose start it observed are.
 
 Both observe only: they never change what LlamaIndex returns, and a failure inside them is
 logged at DEBUG and dropped (LlamaIndex's dispatcher drops handler errors too). Prompt and
@@ -291,7 +292,7 @@ class DemurEventHandler(BaseEventHandler):
     def _ended(self, event: LLMChatEndEvent | LLMCompletionEndEvent) -> None:
         key = event.span_id or event.id_
         with self._lock:
-            model = self._models.pop(key, None) or "llm"
+            model = self._models.pop(key, None)
             parent = self._nested.pop(key, None)
             if parent is not None:
                 self._covered.add(parent)  # the enclosing call is this one, scored here
@@ -299,9 +300,11 @@ class DemurEventHandler(BaseEventHandler):
                 self._covered.discard(key)
                 skip = True
             else:
-                skip = event.response is None
+                # A call whose start this handler never saw began before it was attached (or
+                # was forgotten among too many pending calls): it is not this handler's to score.
+                skip = model is None or event.response is None
         _OPEN_CALL.set(parent)
-        if not skip:
+        if not skip and model is not None:
             self._evaluate(event, model)
 
     def _evaluate(self, event: LLMChatEndEvent | LLMCompletionEndEvent, model: str) -> None:
