@@ -5,6 +5,8 @@ config, and each such rule lives here once."""
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -32,6 +34,44 @@ def add_router_options(sub: argparse.ArgumentParser) -> None:
         help="trace exporter (default: the config's; otlp reads OTEL_EXPORTER_OTLP_*)",
     )
     sub.add_argument("--trace-file", help="JSON-lines trace file (default .demur/traces.jsonl)")
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: hidden from --help, still accepted, with a warning on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any):
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"demur: warning: {option_string} is deprecated; use {self.new} (same meaning)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_queue_options(sub: argparse.ArgumentParser) -> None:
+    """--config, --queue-path and --dsn: for the commands that open the review queue.
+
+    `--queue-path` is the one name for an SQLite queue file in every command; `--path`, its
+    old spelling in `demur queue`, still works and says so.
+    """
+    sub.add_argument("--config", type=Path, help="router config whose `queue` to open")
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument(
+        "--queue-path", metavar="FILE", help="an SQLite queue file (instead of the config's)"
+    )
+    where.add_argument("--path", dest="queue_path", action=_Renamed, new="--queue-path")
+    where.add_argument(
+        "--dsn", metavar="DSN", help="a PostgreSQL queue, e.g. postgresql://demur@db/demur"
+    )
 
 
 def router_config(args: argparse.Namespace) -> RouterConfig:
@@ -84,24 +124,24 @@ def build_router(config: RouterConfig, telemetry: Telemetry) -> Router:
 
 
 def open_queue(args: argparse.Namespace) -> ReviewQueue:
-    """The review queue named by --dsn, --path, or the config's `queue` section."""
+    """The review queue named by --dsn, --queue-path, or the config's `queue` section."""
     from demur.errors import ConfigError
 
     if args.dsn:
         from demur.queue.postgres import PostgresQueue
 
         return PostgresQueue(args.dsn)
-    if args.path:
+    if args.queue_path:
         from demur.queue.sqlite import SqliteQueue
 
-        if not Path(args.path).exists():
-            raise ConfigError(f"there is no review queue at {args.path}; check the path")
-        return SqliteQueue(args.path)
+        if not Path(args.queue_path).exists():
+            raise ConfigError(f"there is no review queue at {args.queue_path}; check --queue-path")
+        return SqliteQueue(args.queue_path)
     config = router_config(args)
     if config.queue is None:
         raise ConfigError(
             "the config has no 'queue' section; add `queue: {path: .demur/queue.db}`, or pass "
-            "--path FILE (SQLite) or --dsn DSN (PostgreSQL)"
+            "--queue-path FILE (SQLite) or --dsn DSN (PostgreSQL)"
         )
     return config.queue.build()
 

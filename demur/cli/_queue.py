@@ -25,9 +25,7 @@ def add_parser(commands: Commands) -> None:
     listing = queue_actions.add_parser("list", help="list tickets (waiting ones first)")
     stats = queue_actions.add_parser("stats", help="count tickets by state; time to resolve")
     for sub in (export, listing, stats):
-        sub.add_argument("--config", type=Path, help="router config whose `queue` to open")
-        sub.add_argument("--path", help="an SQLite queue file (instead of the config's)")
-        sub.add_argument("--dsn", help="a PostgreSQL queue, e.g. postgresql://demur@db/demur")
+        _options.add_queue_options(sub)
     export.add_argument(
         "--out", type=Path, default=Path(".demur/queue-export"), help="output folder"
     )

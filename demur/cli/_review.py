@@ -21,12 +21,7 @@ def add_parser(commands: Commands) -> None:
         "reject. Reviewers sign in with a token; tokens come from --tokens-env and "
         "--tokens-file as REVIEWER:TOKEN entries. Needs pip install 'demur[server]'.",
     )
-    review.add_argument("--config", type=Path, help="router config whose `queue` to open")
-    where = review.add_mutually_exclusive_group()
-    where.add_argument(
-        "--queue-path", dest="path", help="an SQLite queue file (instead of the config's)"
-    )
-    where.add_argument("--dsn", help="a PostgreSQL queue, e.g. postgresql://demur@db/demur")
+    _options.add_queue_options(review)
     review.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     review.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
     review.add_argument(

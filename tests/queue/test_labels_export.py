@@ -113,7 +113,9 @@ def fill(queue, n: int = 160) -> None:
 def test_export_then_calibrate_end_to_end(store, tmp_path, capsys):
     queue = store.open()
     fill(queue)
-    where = ["--path", store.location] if store.kind == "sqlite" else ["--dsn", store.location]
+    where = (
+        ["--queue-path", store.location] if store.kind == "sqlite" else ["--dsn", store.location]
+    )
     out = tmp_path / "export"
     assert main(["queue", "export", *where, "--out", str(out)]) == 0
     said = capsys.readouterr().out
@@ -150,7 +152,9 @@ def test_list_and_stats_commands(store, capsys):
     queue = store.open()
     fill(queue, 2)
     waiting = queue.enqueue(TicketRequest(question="Who painted   the\nMona Lisa?", priority=4))
-    where = ["--path", store.location] if store.kind == "sqlite" else ["--dsn", store.location]
+    where = (
+        ["--queue-path", store.location] if store.kind == "sqlite" else ["--dsn", store.location]
+    )
     assert main(["queue", "list", *where, "--status", "pending"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 1
@@ -167,7 +171,7 @@ def test_list_and_stats_commands(store, capsys):
 
 
 def test_the_queue_command_needs_a_queue(tmp_path, capsys):
-    assert main(["queue", "stats", "--path", str(tmp_path / "missing.db")]) == 2
+    assert main(["queue", "stats", "--queue-path", str(tmp_path / "missing.db")]) == 2
     assert "there is no review queue at" in capsys.readouterr().err
     config = tmp_path / "demur.yaml"
     config.write_text(
@@ -176,4 +180,6 @@ def test_the_queue_command_needs_a_queue(tmp_path, capsys):
     )
     assert main(["queue", "stats", "--config", str(config)]) == 2
     assert "no 'queue' section" in capsys.readouterr().err
-    assert main(["queue", "export", "--path", str(tmp_path / "missing.db"), "--since", "x"]) == 2
+    assert (
+        main(["queue", "export", "--queue-path", str(tmp_path / "missing.db"), "--since", "x"]) == 2
+    )
