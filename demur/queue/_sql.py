@@ -240,6 +240,8 @@ class SqlQueue(ABC):
         """Lease the next ticket in queue order (or `ticket_id`); None when none is waiting.
 
         Queue order: higher priority first, then the nearest deadline, then the oldest.
+        Claiming `ticket_id` that `reviewer` already holds continues their claim: the same
+        token, the lease renewed.
         """
         check_text("reviewer", reviewer, self.limits.name)
         now = self._now()
@@ -258,6 +260,15 @@ class SqlQueue(ABC):
             f"WHERE id = ? AND {OPEN} AND {EFFECTIVELY_PENDING} RETURNING *",
             (*params, ticket_id, self._to_db(now)),
         )
+        if not rows:
+            # A reviewer who signs in again (or in another browser) has lost the token, not the
+            # claim: their own live lease continues rather than locking them out until it ends.
+            rows = self._execute(
+                f"UPDATE {self.table} SET lease_expires_at = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'claimed' AND claimed_by = ? AND lease_expires_at > ? "
+                "RETURNING *",
+                (self._to_db(expires), self._to_db(now), ticket_id, reviewer, self._to_db(now)),
+            )
         if not rows:
             raise self._refuse(ticket_id, "claimed", None, now)
         return self._claim(rows[0], now)

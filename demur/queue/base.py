@@ -10,8 +10,10 @@ A ticket moves through these states:
 
 `claim` hands out a lease: a token valid until `expires_at`. `resolve`, `release` and `renew`
 must present that token, so a reviewer whose lease expired (and whose ticket another reviewer
-has claimed since) cannot resolve it. Every operation that does not apply to a ticket's state
-raises a specific `QueueError` subclass that says what to do instead (see `demur.queue.errors`).
+has claimed since) cannot resolve it. A reviewer who claims a ticket they already hold (after
+signing in again, say) continues that claim: the same token, with the lease renewed. Every
+operation that does not apply to a ticket's state raises a specific `QueueError` subclass that
+says what to do instead (see `demur.queue.errors`).
 """
 
 from __future__ import annotations

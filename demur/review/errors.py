@@ -105,9 +105,10 @@ def conflict(ticket: Ticket, reviewer: str, *, lease_ran_out: bool) -> ReviewErr
     if ticket.status == "claimed":
         return ReviewError(
             409,
-            "Claimed elsewhere",
-            f"You hold ticket {ticket.id} in another browser session; resolve it there, or "
-            "wait for that lease to run out.",
+            "Claimed in another sign-in",
+            f"You hold ticket {ticket.id} from another sign-in (an earlier one, or another "
+            "browser); nothing was changed. Claim it here to continue that claim, then resolve it.",
+            claim=ticket.id,
             back=back,
             back_label=label,
         )

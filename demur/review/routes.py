@@ -4,7 +4,8 @@ renew and sign-out.
 Every handler needs a live session (`SignIn.require`), and every POST passes the origin and
 CSRF checks (`SignIn.form`) before anything else. A lease token stays in the server-side
 session: an action on a ticket succeeds only under the lease this session holds, so one
-reviewer can never resolve, release or renew another's claim.
+reviewer can never resolve, release or renew another's claim. Claiming a ticket the signed-in
+reviewer already holds (from an earlier sign-in) continues that claim in this session.
 """
 
 from __future__ import annotations
@@ -244,10 +245,8 @@ class ReviewApp:
         await self.sign_in.form(request, session)
         ticket_id = request.path_params["ticket_id"]
         url = ticket_url(ticket_id)
-        if session.leases.get(ticket_id):
-            ticket = await self._ticket(ticket_id)
-            if self._holding(session, ticket):
-                return RedirectResponse(url, 303)
+        # Also for a ticket this reviewer already holds: the queue continues their claim, so a
+        # new sign-in picks up where the last one left off.
         try:
             claim = await self._call(
                 self.queue.claim,

@@ -221,6 +221,33 @@ def test_renew_extends_a_live_lease(store, clock):
     assert queue.resolve(ticket.id, claim.token, Resolution.reject()).status == "resolved"
 
 
+def test_the_same_reviewer_claiming_again_continues_their_claim(store, clock):
+    queue = store.open(clock=clock, lease_s=30)
+    ticket = queue.enqueue(request())
+    claim = queue.claim("ana", ticket_id=ticket.id)
+    clock.advance(20)
+    again = queue.claim("ana", ticket_id=ticket.id)  # e.g. signed in again: the token was lost
+    assert again.token == claim.token
+    assert again.expires_at == clock.now + timedelta(seconds=30) > claim.expires_at
+    assert (again.ticket.claims, again.ticket.claimed_at) == (1, claim.ticket.claimed_at)
+    with pytest.raises(InvalidTransition, match="claimed by 'ana' until"):
+        queue.claim("bo", ticket_id=ticket.id)  # anyone else is still locked out
+    assert queue.claim("ana") is None  # the next-ticket claim never hands back one's own
+    clock.advance(25)  # past the first lease, inside the continued one
+    assert queue.resolve(ticket.id, claim.token, Resolution.reject()).status == "resolved"
+
+
+def test_a_lapsed_claim_is_claimed_afresh_not_continued(store, clock):
+    queue = store.open(clock=clock, lease_s=30)
+    ticket = queue.enqueue(request())
+    stale = queue.claim("ana", ticket_id=ticket.id)
+    clock.advance(31)
+    fresh = queue.claim("ana", ticket_id=ticket.id)
+    assert fresh.token != stale.token and fresh.ticket.claims == 2
+    with pytest.raises(LeaseExpired):
+        queue.resolve(ticket.id, stale.token, Resolution.reject())
+
+
 def test_release_returns_a_claimed_ticket(queue):
     ticket = queue.enqueue(request())
     claim = queue.claim("ana")

@@ -408,6 +408,55 @@ def test_a_lease_taken_over_by_another_reviewer(queue, enqueue, clock: Clock):
         assert queue.get(ticket.id).claimed_by == "ben"
 
 
+def test_a_reviewer_who_signs_in_again_continues_their_claim(queue, enqueue, clock: Clock):
+    ticket = enqueue()
+    with make_client(queue) as ana, make_client(queue) as ben:
+        csrf, ben_csrf = login(ana, ANA), login(ben, BEN)
+        assert post(ana, f"/tickets/{ticket.id}/claim", csrf).status_code == 303
+        first = queue.get(ticket.id)
+        ana.cookies.clear()  # the session is gone (expired, or the browser forgot it)
+        csrf = login(ana, ANA)
+        clock.advance(30)
+        page = ana.get(f"/tickets/{ticket.id}").text
+        assert 'id="held-elsewhere"' in page and "Continue your claim" in page
+        assert 'id="answer-form"' not in page
+        refused = post(ana, f"/tickets/{ticket.id}/resolve", csrf, action="reject")
+        assert refused.status_code == 409 and "Claimed in another sign-in" in refused.text
+        assert 'id="claim"' in refused.text  # continue the claim from here
+        busy = post(ben, f"/tickets/{ticket.id}/claim", ben_csrf)
+        assert busy.status_code == 409 and "ana holds ticket" in busy.text
+        assert post(ana, f"/tickets/{ticket.id}/claim", csrf).status_code == 303
+        held = queue.get(ticket.id)
+        assert (held.claimed_by, held.claims, held.claimed_at) == ("ana", 1, first.claimed_at)
+        assert first.lease_expires_at is not None and held.lease_expires_at is not None
+        assert held.lease_expires_at > first.lease_expires_at  # the lease was renewed
+        assert 'id="holding"' in ana.get(f"/tickets/{ticket.id}").text
+        busy = post(ben, f"/tickets/{ticket.id}/claim", ben_csrf)
+        assert busy.status_code == 409 and "Claimed by someone else" in busy.text
+        done = post(ana, f"/tickets/{ticket.id}/resolve", csrf, action="answer", text="Paris")
+        assert done.status_code == 303
+        resolved = queue.get(ticket.id)
+        assert (resolved.status, resolved.reviewer, resolved.answer) == ("resolved", "ana", "Paris")
+
+
+def test_two_sign_ins_of_one_reviewer_share_the_claim(queue, enqueue):
+    ticket = enqueue()
+    with make_client(queue) as laptop, make_client(queue) as phone:
+        laptop_csrf, phone_csrf = login(laptop, ANA), login(phone, ANA)
+        post(laptop, f"/tickets/{ticket.id}/claim", laptop_csrf)
+        post(phone, f"/tickets/{ticket.id}/claim", phone_csrf)  # continues, same lease
+        post(phone, f"/tickets/{ticket.id}/release", phone_csrf)
+        post(phone, f"/tickets/{ticket.id}/claim", phone_csrf)  # a new claim, a new lease
+        assert queue.get(ticket.id).claims == 2
+        # The laptop's lease is the old one: it is told so, and claiming picks up the new one.
+        stale = post(laptop, f"/tickets/{ticket.id}/resolve", laptop_csrf, action="reject")
+        assert stale.status_code == 409 and "Claimed in another sign-in" in stale.text
+        assert post(laptop, f"/tickets/{ticket.id}/claim", laptop_csrf).status_code == 303
+        done = post(laptop, f"/tickets/{ticket.id}/resolve", laptop_csrf, action="reject")
+        assert done.status_code == 303 and queue.get(ticket.id).status == "resolved"
+        assert queue.get(ticket.id).claims == 2
+
+
 def test_an_already_resolved_ticket(queue, enqueue):
     ticket = enqueue()
     with make_client(queue) as ana, make_client(queue) as ben:
