@@ -156,4 +156,4 @@ def settings(cls: type[SettingsT], what: str, **options: Any) -> SettingsT:
         return cls(**options)
     except ValidationError as exc:
         secret = [name for name, field in cls.model_fields.items() if not field.repr]
-        raise explain_validation(exc, what=what, secret=secret) from None
+        raise explain_validation(exc, what=what, secret=secret, schema=cls) from None

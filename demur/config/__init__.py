@@ -7,8 +7,8 @@ and the likely fix:
 
     ConfigError: demur.yaml, line 12, policy: unknown option 'treshold'. Did you mean 'threshold'?
 
-`schema` holds the sections, `load` reads files and explains validation errors, and `build`
-turns a config into a Router.
+`schema` holds the sections, `load` reads files, `_explain` turns validation errors into
+those messages, and `build` turns a config into a Router.
 """
 
 from __future__ import annotations
