@@ -1,7 +1,8 @@
 """Gate a LangChain chain with demur: SmolLM2 answers, Gemma-3 takes what SmolLM2 is unsure of.
 
-Both models ship in PyPI packages and run on the CPU through llama.cpp; the gate is a LangChain
-Runnable, so it composes with `|`, streams, and reports its verdict to callbacks.
+Both models ship in PyPI packages and run on the CPU through llama.cpp; the passage comes from
+a LangChain vector store over demur's MiniLM embeddings. The gate is a LangChain Runnable, so
+it composes with `|`, streams, and reports its verdict to callbacks.
 
     python examples/langchain_gate.py
 """
@@ -11,9 +12,10 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
+from langchain_core.vectorstores import InMemoryVectorStore
 
 from demur import LlamaCppModel, MeanTokenLogprob, MinTokenProb
-from demur.integrations.langchain import VERDICT_EVENT, gate
+from demur.integrations.langchain import VERDICT_EVENT, DemurEmbeddings, gate
 
 
 class PrintVerdict(BaseCallbackHandler):
@@ -33,16 +35,24 @@ gated = gate(
     estimators=[MeanTokenLogprob(), MinTokenProb()],
     threshold=0.5,
 )
-# LCEL: pick the fields the gate reads, gate, then post-process only what was released.
+# An offline vector store: demur's MiniLM embeds the passages and the question.
+store = InMemoryVectorStore.from_texts(
+    [
+        "Jane Austen published Emma in December 1815; it was her fourth novel.",
+        "Charlotte Bronte published Jane Eyre in 1847.",
+        "The Eiffel Tower was completed in Paris in 1889.",
+    ],
+    DemurEmbeddings("minilm-l6"),
+)
+retriever = store.as_retriever(search_kwargs={"k": 1})
+# LCEL: retrieve the passage, pick the fields the gate reads, gate, then post-process only what
+# was released.
 chain = (
-    {"question": itemgetter("q"), "context": itemgetter("passage")}
+    {"question": itemgetter("q"), "context": itemgetter("q") | retriever}
     | gated
     | RunnableLambda(lambda answer: answer.strip().rstrip("."))
 )
-question = {
-    "q": "Which novel did Jane Austen publish in 1815?",
-    "passage": "Jane Austen published Emma in December 1815; it was her fourth novel.",
-}
+question = {"q": "Which novel did Jane Austen publish in 1815?"}
 
 with gated.router:
     # stream() buffers: the one chunk is the answer the policy accepted, never a draft.

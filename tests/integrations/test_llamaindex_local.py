@@ -12,28 +12,17 @@ import pytest
 pytest.importorskip("llama_index.core")
 from llama_index.core import Document as LlamaDocument
 from llama_index.core import VectorStoreIndex
-from llama_index.core.base.llms.types import (
-    ChatMessage,
-    ChatResponse,
-    CompletionResponse,
-    LLMMetadata,
-    LogProb,
-)
-from llama_index.core.embeddings import MockEmbedding
-from llama_index.core.llms import CustomLLM
-from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 
-from demur import (
-    Abstain,
-    GenerationRequest,
-    Groundedness,
-    Ladder,
-    LlamaCppModel,
-    MeanTokenLogprob,
-    Message,
-    Router,
+from demur import Abstain, Groundedness, Ladder, LlamaCppModel, MeanTokenLogprob, Router
+from demur.integrations.llamaindex import (
+    VERDICT_KEY,
+    DemurEmbedding,
+    DemurLLM,
+    DemurQueryEngine,
+    LlamaIndexLLM,
+    instrument,
 )
-from demur.integrations.llamaindex import VERDICT_KEY, DemurQueryEngine, LlamaIndexLLM, instrument
+from tests.retrieval import requires
 
 pytestmark = pytest.mark.local_model
 
@@ -44,49 +33,17 @@ PASSAGES = (
 )
 
 
-class LocalLLM(CustomLLM):
-    """A LlamaIndex chat LLM over demur's llama.cpp model, with token logprobs."""
-
-    model: Any
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name="smollm2", is_chat_model=True)
-
-    @llm_chat_callback()
-    async def achat(self, messages: Any, **kwargs: Any) -> ChatResponse:
-        roles = {"system": "system", "assistant": "assistant"}
-        turns = tuple(
-            Message(role=roles.get(m.role.value, "user"), content=m.content or "") for m in messages
-        )
-        request = GenerationRequest(messages=turns, max_tokens=16, logprobs=True)
-        completion = (await self.model.agenerate(request)).completions[0]
-        logprobs = [[LogProb(token=t.token, logprob=t.logprob)] for t in completion.tokens or ()]
-        message = ChatMessage(role="assistant", content=completion.text)
-        return ChatResponse(message=message, logprobs=logprobs)
-
-    @llm_chat_callback()
-    def chat(self, messages: Any, **kwargs: Any) -> ChatResponse:
-        raise NotImplementedError("these tests call the async twin")
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        raise NotImplementedError("a chat model")
-
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-
 @pytest.fixture(scope="module")
 def weak():
     return LlamaCppModel("weak", builtin="smollm2-135m", max_tokens=16)
 
 
+@requires("minilm-l6")
 async def test_a_real_query_engine_is_gated_with_logprobs_and_source_nodes(weak):
     index = VectorStoreIndex.from_documents(
-        [LlamaDocument(text=p) for p in PASSAGES], embed_model=MockEmbedding(embed_dim=8)
+        [LlamaDocument(text=p) for p in PASSAGES], embed_model=DemurEmbedding("minilm-l6")
     )
-    engine = index.as_query_engine(llm=LocalLLM(model=weak), similarity_top_k=2)
+    engine = index.as_query_engine(llm=DemurLLM(weak), similarity_top_k=2)
     gated = DemurQueryEngine(
         engine,
         estimators=[MeanTokenLogprob(), Groundedness()],
@@ -113,7 +70,7 @@ async def test_a_real_query_engine_is_gated_with_logprobs_and_source_nodes(weak)
 
 
 async def test_a_llamaindex_llm_over_the_local_model_serves_a_router(weak):
-    model = LlamaIndexLLM(LocalLLM(model=weak), name="smollm2")
+    model = LlamaIndexLLM(DemurLLM(weak), name="smollm2")
     router = Router([model], estimators=[MeanTokenLogprob()], policy=Ladder(0.0))
     verdict = await router.aroute("What is the capital of France?")
     assert verdict.status == "answered" and verdict.answer
@@ -121,6 +78,34 @@ async def test_a_llamaindex_llm_over_the_local_model_serves_a_router(weak):
     assert score.status == "ok" and 0.0 < score.confidence <= 1.0
 
 
+@requires("minilm-l6")
+async def test_a_sync_query_inside_a_running_event_loop_gets_the_local_models_logprobs(weak):
+    index = VectorStoreIndex.from_documents(
+        [LlamaDocument(text=p) for p in PASSAGES], embed_model=DemurEmbedding("minilm-l6")
+    )
+    engine = index.as_query_engine(llm=DemurLLM(weak), similarity_top_k=1)
+    gated = DemurQueryEngine(engine, estimators=[MeanTokenLogprob()], policy=Ladder(0.0))
+    response = gated.query("Which novel did Jane Austen publish in 1815?")  # sync, in a loop
+    [node] = response.source_nodes
+    assert node.node.get_content() == PASSAGES[0]
+    verdict = response.metadata[VERDICT_KEY]
+    assert verdict.status == "answered" and response.response == verdict.answer
+    [score] = verdict.steps[0].scores
+    assert score.status == "ok" and 0.0 < score.confidence <= 1.0
+
+
+def test_a_builtin_name_gives_the_llm_that_models_settings():
+    llm = DemurLLM("smollm2-135m")
+    assert isinstance(llm.model, LlamaCppModel) and llm.model.builtin == "smollm2-135m"
+    meta = llm.metadata
+    assert (meta.model_name, meta.context_window, meta.is_chat_model) == (
+        "smollm2-135m",
+        2048,
+        True,
+    )
+
+
+@requires("minilm-l6")
 def test_the_example_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=600, cwd=tmp_path

@@ -9,6 +9,7 @@
   `langchain.agents.create_agent`.
 - `DemurCallbackHandler(estimators)`: scores and traces every model call of a chain or agent;
   it observes only.
+- `DemurEmbeddings("minilm-l6")`: demur's embedders as LangChain `Embeddings`, offline.
 
 `import demur` never imports this package or LangChain. The middleware, which needs the
 `langchain` package (and LangGraph), is imported on first use.
@@ -34,6 +35,7 @@ from demur.integrations.langchain.chat_model import (
     LogprobsUnavailableWarning,
     RunnableModel,
 )
+from demur.integrations.langchain.embeddings import DemurEmbeddings
 from demur.integrations.langchain.errors import OutputNotTextError
 from demur.integrations.langchain.messages import MessagesPrompt
 from demur.integrations.langchain.runnable import VERDICT_EVENT, DemurRunnable, gate
@@ -50,6 +52,7 @@ __getattr__, __dir__ = _lazy_exports(
 __all__ = [
     "VERDICT_EVENT",
     "DemurCallbackHandler",
+    "DemurEmbeddings",
     "DemurMiddleware",
     "DemurRunnable",
     "LangChainChatModel",

@@ -3,6 +3,9 @@
 - `DemurQueryEngine`: a query engine that gates another one's answers, with the source nodes
   as the passages groundedness and retrieval estimators read;
 - `LlamaIndexLLM`: a LlamaIndex LLM as a demur model (chat, complete, logprobs, errors);
+- `DemurLLM`: the reverse, a demur model (a local llama.cpp one, say) as a LlamaIndex LLM that
+  reports token logprobs; `DemurEmbedding`: demur's embedders as a LlamaIndex embedding model.
+  Together they run an index and its query engine offline;
 - `instrument`, `DemurEventHandler`, `DemurSpanHandler`: score LlamaIndex's LLM calls as they
   happen and trace them with OpenTelemetry, observing only.
 
@@ -20,6 +23,8 @@ if importlib.util.find_spec("llama_index") is None or (
 ):
     raise MissingDependencyError("llama-index-core", "llamaindex", "demur's LlamaIndex integration")
 
+from demur.integrations.llamaindex.demur_llm import DemurLLM
+from demur.integrations.llamaindex.embedding import DemurEmbedding
 from demur.integrations.llamaindex.instrumentation import (
     DemurEventHandler,
     DemurSpanHandler,
@@ -39,7 +44,9 @@ from demur.integrations.llamaindex.query_engine import (
 __all__ = [
     "SOURCE_RETRIEVER",
     "VERDICT_KEY",
+    "DemurEmbedding",
     "DemurEventHandler",
+    "DemurLLM",
     "DemurQueryEngine",
     "DemurSpanHandler",
     "Instrumentation",
