@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 class ModelBase(ABC):
     """A model backend: write `agenerate`; price, timeout, prompt and close have defaults.
 
-    `provider` defaults to the class name; it names the backend in traces.
+    `provider` defaults to the class name; it names the backend in traces, and `model_id`
+    the model itself (the router's `name` for it is an alias such as "weak").
     """
 
     name: str
@@ -55,6 +56,11 @@ class ModelBase(ABC):
     @abstractmethod
     async def agenerate(self, request: GenerationRequest) -> Generation:
         """Generate `request.n` completions."""
+
+    @property
+    def model_id(self) -> str:
+        """The model's own id, for `gen_ai.request.model` in traces; its name by default."""
+        return self.name
 
     async def aclose(self) -> None:
         """Release what the model holds; nothing by default."""

@@ -10,7 +10,8 @@ OpenTelemetry API and follows whatever providers the host application installed.
 Exporters:
 
 - "jsonl": one JSON object per span per line in `path`, metrics beside it in
-  `<stem>.metrics.jsonl`. Read them with `jq`, pandas, or any text tool.
+  `<stem>.metrics.jsonl` and events (each score's `gen_ai.evaluation.result`) in
+  `<stem>.events.jsonl`. Read them with `jq`, pandas, or any text tool.
 - "console": the SDK's console exporters, written to stderr so stdout stays for answers.
 - "otlp": OTLP over HTTP/protobuf (`pip install 'demur[otlp]'`). Endpoint, headers, timeout
   and compression come from the standard `OTEL_EXPORTER_OTLP_*` environment variables.
@@ -33,8 +34,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, TypeVar, get_args
 
+from opentelemetry import _logs as logs_api
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    ConsoleLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -167,6 +177,49 @@ class JsonLinesMetricExporter(MetricExporter):
         self._out.close()
 
 
+class JsonLinesLogExporter(LogRecordExporter):
+    """Appends each log record (demur's events) to a file as one JSON object per line.
+
+    Fields: time, event_name, trace_id, span_id (hex, joining the span lines; null when the
+    record has no span), severity, body, attributes, scope and resource.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._out = _JsonLinesFile(path)
+
+    @property
+    def path(self) -> Path:
+        return self._out.path
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        ok = self._out.write([log_record_to_dict(r) for r in batch])
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self._out.close()
+
+
+def log_record_to_dict(readable: ReadableLogRecord) -> dict[str, Any]:
+    """A log record as the plain dict JsonLinesLogExporter writes."""
+    record = readable.log_record
+    scope = readable.instrumentation_scope
+    return {
+        "time": _iso(record.timestamp or record.observed_timestamp),
+        "event_name": record.event_name,
+        "trace_id": format(record.trace_id, "032x") if record.trace_id else None,
+        "span_id": format(record.span_id, "016x") if record.span_id else None,
+        "severity": record.severity_text
+        or (record.severity_number.name if record.severity_number else None),
+        "body": record.body,
+        "attributes": dict(record.attributes or {}),
+        "scope": {"name": scope.name, "version": scope.version} if scope else None,
+        "resource": dict(readable.resource.attributes),
+    }
+
+
 def _hex_exemplar_ids(data: dict[str, Any]) -> dict[str, Any]:
     """Exemplar trace and span ids in hex, as in the span lines, so the two files join."""
     for point in data.get("data_points", ()):
@@ -227,25 +280,39 @@ def _iso(time_ns: int | None) -> str | None:
 class Telemetry:
     """The providers configure_telemetry set up; shut it down to flush everything.
 
-    Pass `tracer_provider` and `meter_provider` to `Router(...)` when `set_global` was False.
-    A provider borrowed from the host application (`owns_* = False`) is flushed, never shut
-    down: its lifetime belongs to the host.
+    Pass `tracer_provider`, `meter_provider` and `logger_provider` to `Router(...)` (or
+    `providers` as keywords) when `set_global` was False. A provider borrowed from the host
+    application (`owns_* = False`) is flushed, never shut down: its lifetime belongs to the host.
     """
 
     tracer_provider: TracerProvider
     meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
     exporter: ExporterName = "none"
     trace_path: Path | None = None
     metrics_path: Path | None = None
+    events_path: Path | None = None
     owns_tracer_provider: bool = True
     owns_meter_provider: bool = True
+    owns_logger_provider: bool = True
     _closed: bool = field(default=False, repr=False)
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        """The providers as `Router` keywords: `Router(models, **telemetry.providers, ...)`."""
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export everything recorded so far; False when an exporter did not finish in time."""
         ok = self.tracer_provider.force_flush(timeout_millis)
         if self.meter_provider is not None:
             ok = self.meter_provider.force_flush(timeout_millis) and ok
+        if self.logger_provider is not None:
+            ok = self.logger_provider.force_flush(timeout_millis) and ok
         return ok
 
     def shutdown(self) -> None:
@@ -257,11 +324,15 @@ class Telemetry:
             self.tracer_provider.shutdown()
         else:
             self.tracer_provider.force_flush()
-        if self.meter_provider is not None:
-            if self.owns_meter_provider:
-                self.meter_provider.shutdown()
-            else:
-                self.meter_provider.force_flush()
+        for provider, owned in (
+            (self.meter_provider, self.owns_meter_provider),
+            (self.logger_provider, self.owns_logger_provider),
+        ):
+            if provider is not None:
+                if owned:
+                    provider.shutdown()
+                else:
+                    provider.force_flush()
 
     def __enter__(self) -> Telemetry:
         return self
@@ -279,52 +350,58 @@ def configure_telemetry(
     exporter: ExporterName | None = "jsonl",
     *,
     path: str | Path = "demur-traces.jsonl",
-    service_name: str = DEFAULT_SERVICE_NAME,
+    service_name: str | None = None,
+    default_service_name: str = DEFAULT_SERVICE_NAME,
     metrics: bool = True,
     set_global: bool = True,
 ) -> Telemetry:
-    """Set up OpenTelemetry tracing and metrics for the demur CLI or server.
+    """Set up OpenTelemetry tracing, metrics and events for the demur CLI or server.
 
-    Span processors: "jsonl" and "console" export each span synchronously as it ends
-    (SimpleSpanProcessor). Appending one line to a local file costs microseconds against a
+    Span and event processors: "jsonl" and "console" export each span and event
+    synchronously as it ends. Appending one line to a local file costs microseconds against a
     model call's milliseconds, and a process that crashes or is killed has still written every
-    finished span; a batch processor would hold up to five seconds of spans in memory and
-    lose them. "otlp" uses a BatchSpanProcessor, because a network round trip per span would
-    stall the route. Metrics are read by a PeriodicExportingMetricReader (interval from
+    finished span; a batch processor would hold up to five seconds of them in memory and
+    lose them. "otlp" batches, because a network round trip per span would stall the route.
+    Metrics are read by a PeriodicExportingMetricReader (interval from
     `OTEL_METRIC_EXPORT_INTERVAL`, default 60 s) and always exported at shutdown.
 
     With `set_global`, the providers become OpenTelemetry's global ones, so every Router
     uses them. If the host application already installed an SDK provider (for instance under
     `opentelemetry-instrument`), demur does not replace it: OpenTelemetry allows one global
     provider per process, and the host's exporters are the ones its operators watch. The
-    returned Telemetry then borrows that provider (tracer and meter are judged separately),
-    and a warning says the requested exporter was not installed for it.
+    returned Telemetry then borrows that provider (tracer, meter and logger are judged
+    separately), and a warning says the requested exporter was not installed for it.
 
-    `service_name` sets `service.name` unless left at "demur" while `OTEL_SERVICE_NAME` or
-    `OTEL_RESOURCE_ATTRIBUTES` names the service; other `OTEL_RESOURCE_ATTRIBUTES` are kept.
+    `service.name`: `service_name` when given; else `OTEL_SERVICE_NAME` or a `service.name`
+    in `OTEL_RESOURCE_ATTRIBUTES`; else `default_service_name`. Other
+    `OTEL_RESOURCE_ATTRIBUTES` are kept.
     """
     from_env = exporter is None
     name = _exporter_from_env() if exporter is None else _check_exporter(exporter)
     if from_env and os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none":
         metrics = False
+    logs = name != "none"
+    if from_env and os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() == "none":
+        logs = False
     trace_path = Path(path) if name == "jsonl" else None
-    metrics_path = _metrics_path(Path(path)) if name == "jsonl" and metrics else None
-    resource = _resource(service_name)
+    metrics_path = _sibling(Path(path), "metrics") if name == "jsonl" and metrics else None
+    events_path = _sibling(Path(path), "events") if name == "jsonl" and logs else None
+    resource = _resource(service_name, default_service_name)
 
     host_tracer = _host_provider(trace.get_tracer_provider(), TracerProvider, set_global)
     host_meter = _host_provider(metrics_api.get_meter_provider(), MeterProvider, set_global)
-    if host_tracer is not None or host_meter is not None:
-        pairs = (("tracer", host_tracer), ("meter", host_meter))
-        borrowed = [kind for kind, provider in pairs if provider is not None]
-        if name != "none":
-            warnings.warn(
-                f"an OpenTelemetry SDK {' and '.join(borrowed)} provider is already installed; "
-                f"demur uses it as it is and does not add the '{name}' exporter to it. "
-                "Configure exporters in the host application, or call "
-                "configure_telemetry(..., set_global=False) and pass the providers to Router.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    host_logger = _host_provider(logs_api.get_logger_provider(), LoggerProvider, set_global)
+    pairs = (("tracer", host_tracer), ("meter", host_meter), ("logger", host_logger))
+    borrowed = [kind for kind, provider in pairs if provider is not None]
+    if borrowed and name != "none":
+        warnings.warn(
+            f"an OpenTelemetry SDK {' and '.join(borrowed)} provider is already installed; "
+            f"demur uses it as it is and does not add the '{name}' exporter to it. "
+            "Configure exporters in the host application, or call "
+            "configure_telemetry(..., set_global=False) and pass the providers to Router.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     if host_tracer is not None:
         tracer_provider, trace_path = host_tracer, None
@@ -345,14 +422,26 @@ def configure_telemetry(
         if set_global:
             metrics_api.set_meter_provider(meter_provider)
 
+    logger_provider: LoggerProvider | None = None
+    if host_logger is not None:
+        logger_provider, events_path = host_logger, None
+    elif logs:
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(_log_processor(name, events_path))
+        if set_global:
+            logs_api.set_logger_provider(logger_provider)
+
     return Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        logger_provider=logger_provider,
         exporter=name,
         trace_path=trace_path,
         metrics_path=metrics_path,
+        events_path=events_path,
         owns_tracer_provider=host_tracer is None,
         owns_meter_provider=host_meter is None,
+        owns_logger_provider=host_logger is None,
     )
 
 
@@ -381,23 +470,24 @@ def _exporter_from_env() -> ExporterName:
     return first  # type: ignore[return-value]
 
 
-def _metrics_path(trace_path: Path) -> Path:
-    return trace_path.with_name(f"{trace_path.stem}.metrics.jsonl")
+def _sibling(trace_path: Path, kind: str) -> Path:
+    """`traces.jsonl` -> `traces.metrics.jsonl`, `traces.events.jsonl`."""
+    return trace_path.with_name(f"{trace_path.stem}.{kind}.jsonl")
 
 
-def _resource(service_name: str) -> Resource:
+def _resource(service_name: str | None, default: str) -> Resource:
     attributes: dict[str, str] = {SERVICE_VERSION: __version__}
-    if service_name != DEFAULT_SERVICE_NAME:
+    if service_name is not None:
         attributes[SERVICE_NAME] = service_name
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; without either it
-    # names the service "unknown_service", which demur's default replaces.
+    # names the service "unknown_service", which the default replaces.
     resource = Resource.create(attributes)
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+        resource = resource.merge(Resource({SERVICE_NAME: default}))
     return resource
 
 
-P = TypeVar("P", TracerProvider, MeterProvider)
+P = TypeVar("P", TracerProvider, MeterProvider, LoggerProvider)
 
 
 def _host_provider(current: object, sdk_type: type[P], set_global: bool) -> P | None:
@@ -415,6 +505,24 @@ def _span_processor(name: ExporterName, trace_path: Path | None) -> SpanProcesso
         span_exporter, _ = _otlp_exporters()
         return BatchSpanProcessor(span_exporter())
     return None
+
+
+def _log_processor(name: ExporterName, events_path: Path | None) -> LogRecordProcessor:
+    if name == "jsonl":
+        assert events_path is not None
+        return SimpleLogRecordProcessor(JsonLinesLogExporter(events_path))
+    if name == "console":
+        return SimpleLogRecordProcessor(ConsoleLogRecordExporter(out=sys.stderr))
+    return BatchLogRecordProcessor(_otlp_log_exporter()())
+
+
+def _otlp_log_exporter() -> type[LogRecordExporter]:
+    _otlp_exporters()  # the same checks and the same missing-extra error
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # type: ignore[import-not-found,unused-ignore]
+        OTLPLogExporter,
+    )
+
+    return OTLPLogExporter  # type: ignore[no-any-return,unused-ignore]
 
 
 def _metric_exporter(name: ExporterName, metrics_path: Path | None) -> MetricExporter:
@@ -459,9 +567,11 @@ def _otlp_exporters() -> tuple[type[SpanExporter], type[MetricExporter]]:
 __all__ = [
     "EXPORTERS",
     "ExporterName",
+    "JsonLinesLogExporter",
     "JsonLinesMetricExporter",
     "JsonLinesSpanExporter",
     "Telemetry",
     "configure_telemetry",
+    "log_record_to_dict",
     "span_to_dict",
 ]

@@ -155,12 +155,16 @@ class GenerationRequest(_Frozen):
 
 
 class Generation(_Frozen):
-    """A model's answer to one GenerationRequest: `n` completions and what they cost."""
+    """A model's answer to one GenerationRequest: `n` completions and what they cost.
+
+    `model` is the router's name for the model; `response_model` the id the backend reported.
+    """
 
     model: str
     completions: tuple[Completion, ...]
     usage: Usage = Usage()
     response_id: str | None = None
+    response_model: str | None = None  # the model id the backend says answered, when it says
 
 
 class Candidate(_Frozen):

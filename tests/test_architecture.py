@@ -83,6 +83,8 @@ ALLOWED_SAME_LAYER: set[tuple[str, str]] = {
     ("demur.config", "demur.adapters"),
     # Config builds retrievers (a chroma store) from its retrieval section.
     ("demur.config", "demur.retrieval"),
+    # load_router applies the config's tracing section, as the CLI does.
+    ("demur.config", "demur.telemetry"),
     # The eval runner replays recorded answers (ReplayModel) when it is given no model.
     ("demur.evaluation", "demur.adapters"),
     # demur.testing re-exports the scripted and replay models for tests of user code.

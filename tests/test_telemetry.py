@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry._logs import _internal as logs_internal
 from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -36,6 +37,7 @@ from demur import (
     Verdict,
 )
 from demur._version import __version__
+from demur.config import load_router
 from demur.telemetry import JsonLinesSpanExporter, Telemetry, configure_telemetry
 
 QUESTION = "Who wrote the novel Emma?"
@@ -81,6 +83,11 @@ def clean_globals(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         metrics_internal, "_PROXY_METER_PROVIDER", metrics_internal._ProxyMeterProvider()
     )
+    monkeypatch.setattr(logs_internal, "_LOGGER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(logs_internal, "_LOGGER_PROVIDER", None)
+    monkeypatch.setattr(
+        logs_internal, "_PROXY_LOGGER_PROVIDER", logs_internal.ProxyLoggerProvider()
+    )
 
 
 def make_router(telemetry: Telemetry | None = None) -> Router:
@@ -88,12 +95,7 @@ def make_router(telemetry: Telemetry | None = None) -> Router:
     strong = ScriptedModel(
         "strong", [Reply.confident(ANSWER, 0.95)], price=Price(input_per_1k=1.0, output_per_1k=2.0)
     )
-    providers: dict[str, Any] = {}
-    if telemetry is not None:
-        providers = {
-            "tracer_provider": telemetry.tracer_provider,
-            "meter_provider": telemetry.meter_provider,
-        }
+    providers: dict[str, Any] = telemetry.providers if telemetry is not None else {}
     return Router(
         [weak, strong],
         policy=Ladder(threshold=0.6, rungs=[Escalate("strong"), Abstain()]),
@@ -133,8 +135,6 @@ def test_jsonl_writes_one_json_object_per_span_after_a_real_route(tmp_path: Path
         "demur.attempt",
         "chat weak",
         "chat strong",
-        "demur.estimate mean_logprob",
-        "demur.decide",
     }
     for span in spans:
         assert set(span) == SPAN_FIELDS
@@ -158,10 +158,20 @@ def test_jsonl_writes_one_json_object_per_span_after_a_real_route(tmp_path: Path
     assert chat["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
     assert by_id[chat["parent_span_id"]]["name"] == "demur.attempt"
     attempt = by_id[chat["parent_span_id"]]
-    (event,) = attempt["events"]
-    assert event["name"] == "gen_ai.evaluation.result"
+    assert attempt["attributes"]["demur.score.mean_logprob"] == pytest.approx(0.95)
+    decisions = [e for e in root["events"] if e["name"] == "demur.decision"]
+    assert [d["attributes"]["demur.action"] for d in decisions] == ["escalate", "accept"]
+    datetime.fromisoformat(decisions[0]["time"])
+
+    # Each score's gen_ai.evaluation.result event, beside the spans, under the call it scored.
+    assert telemetry.events_path == path.with_name("traces.events.jsonl")
+    events = read_lines(telemetry.events_path)
+    assert [e["event_name"] for e in events] == ["gen_ai.evaluation.result"] * 2
+    event = next(e for e in events if e["span_id"] == chat["span_id"])
+    assert event["trace_id"] == verdict.trace_id
     assert event["attributes"]["gen_ai.evaluation.name"] == "mean_logprob"
     assert event["attributes"]["gen_ai.evaluation.score.value"] == pytest.approx(0.95)
+    assert event["resource"]["service.name"] == "demur"
     datetime.fromisoformat(event["time"])
 
 
@@ -297,8 +307,10 @@ def test_resource_names_the_service_and_version(monkeypatch: pytest.MonkeyPatch)
     assert resource()["service.version"] == __version__
     assert resource(service_name="qa-bot")["service.name"] == "qa-bot"
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging")
+    assert resource(default_service_name="demur-cli")["service.name"] == "demur-cli"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "qa-bot-prod")
-    assert resource()["service.name"] == "qa-bot-prod"  # the env beats the default...
+    assert resource()["service.name"] == "qa-bot-prod"  # the env beats a default...
+    assert resource(default_service_name="demur-cli")["service.name"] == "qa-bot-prod"
     assert resource(service_name="qa-bot")["service.name"] == "qa-bot"  # ...not an argument
     assert resource()["deployment.environment.name"] == "staging"
 
@@ -311,6 +323,7 @@ def test_set_global_installs_the_providers_routers_use(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     with configure_telemetry("jsonl", path=path) as telemetry:
         assert trace.get_tracer_provider() is telemetry.tracer_provider
+        assert logs_internal.get_logger_provider() is telemetry.logger_provider
         verdict = make_router().route(QUESTION)  # no providers passed: the globals serve
     assert verdict.trace_id is not None
     assert {s["trace_id"] for s in read_lines(path)} == {verdict.trace_id}
@@ -424,7 +437,7 @@ def test_otlp_exports_spans_and_metrics_to_a_collector(
                 for span in scope_spans.spans:
                     names.add(span.name)
                     trace_ids.add(span.trace_id.hex())
-    assert {"demur.route", "demur.attempt", "chat weak", "chat strong", "demur.decide"} <= names
+    assert {"demur.route", "demur.attempt", "chat weak", "chat strong"} <= names
     assert trace_ids == {verdict.trace_id}
     assert services == {"demur"}
     headers = {k.lower(): v for p, h, _ in receiver.requests for k, v in h.items()}
@@ -439,6 +452,17 @@ def test_otlp_exports_spans_and_metrics_to_a_collector(
             for scope_metrics in resource_metrics.scope_metrics:
                 metric_names |= {m.name for m in scope_metrics.metrics}
     assert {"demur.decisions", "demur.confidence", "demur.route.duration"} <= metric_names
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    event_names = []
+    for body in receiver.bodies("/v1/logs"):
+        logs_request = ExportLogsServiceRequest()
+        logs_request.ParseFromString(body)
+        for resource_logs in logs_request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                event_names += [r.event_name for r in scope_logs.log_records]
+    assert event_names == ["gen_ai.evaluation.result"] * 2
 
 
 def test_otlp_without_the_extra_names_the_package_to_install(
@@ -468,3 +492,57 @@ def test_telemetry_shutdown_is_idempotent_and_flush_reports_success(tmp_path: Pa
     telemetry.shutdown()
     telemetry.shutdown()
     assert read_lines(tmp_path / "t.jsonl")
+
+
+# --- load_router follows the config's tracing section ----------------------------------------
+
+
+CONFIG = """
+models:
+  weak: {kind: scripted, replies: [{text: Charlotte Bronte, logprobs: [-1.2, -1.2]}]}
+  strong: {kind: scripted, replies: [{text: Jane Austen, logprobs: [-0.05, -0.05]}]}
+estimators: [mean_logprob]
+policy: {kind: ladder, threshold: 0.6, rungs: [{escalate: strong}, abstain]}
+tracing: {exporter: jsonl, path: TRACES}
+"""
+
+
+def write_config(tmp_path: Path) -> tuple[Path, Path]:
+    traces = tmp_path / "out" / "traces.jsonl"
+    path = tmp_path / "demur.yaml"
+    path.write_text(CONFIG.replace("TRACES", str(traces)), encoding="utf-8")
+    return path, traces
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_load_router_applies_the_configs_tracing_like_the_cli(tmp_path: Path) -> None:
+    path, traces = write_config(tmp_path)
+    with load_router(path) as router:
+        verdict = router.route(QUESTION)
+    assert verdict.trace_id is not None
+    spans = read_lines(traces)
+    assert {s["trace_id"] for s in spans} == {verdict.trace_id}
+    assert {s["name"] for s in spans} >= {"demur.route", "chat weak", "chat strong"}
+    assert len(read_lines(traces.with_name("traces.events.jsonl"))) == 2
+    assert (traces.with_name("traces.metrics.jsonl")).exists()  # flushed when the router closed
+    # The application's globals are left alone.
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_load_router_leaves_tracing_to_a_host_sdk_or_when_told(tmp_path: Path) -> None:
+    path, traces = write_config(tmp_path)
+    with load_router(path, tracing=False) as router:
+        assert router.route(QUESTION).trace_id is None  # no SDK anywhere: no trace
+    assert not traces.exists()
+
+    host_spans = InMemorySpanExporter()
+    host = TracerProvider()
+    host.add_span_processor(SimpleSpanProcessor(host_spans))
+    trace.set_tracer_provider(host)
+    with load_router(path) as router:
+        verdict = router.route(QUESTION)
+    assert not traces.exists()
+    assert {format(s.context.trace_id, "032x") for s in host_spans.get_finished_spans()} == {
+        verdict.trace_id
+    }

@@ -102,25 +102,24 @@ class Traces:
 
 
 def open_telemetry(
-    args: argparse.Namespace, config: RouterConfig, *, service_name: str = "demur-cli"
+    args: argparse.Namespace, config: RouterConfig, *, default_service_name: str = "demur-cli"
 ) -> Telemetry:
     from demur.telemetry import configure_telemetry
 
     traces = Traces.resolve(args, config)
     # Providers go to the router explicitly; the global ones stay the host's business.
     return configure_telemetry(
-        traces.exporter, path=traces.path, service_name=service_name, set_global=False
+        traces.exporter,
+        path=traces.path,
+        default_service_name=default_service_name,
+        set_global=False,
     )
 
 
 def build_router(config: RouterConfig, telemetry: Telemetry) -> Router:
     from demur.config import build_router
 
-    return build_router(
-        config,
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-    )
+    return build_router(config, **telemetry.providers)
 
 
 def open_queue(args: argparse.Namespace) -> ReviewQueue:

@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     settings.check_exposure(settings.resolved_keys())  # before loading any model
     config = _options.router_config(args)
-    telemetry = _options.open_telemetry(args, config, service_name="demur-server")
+    telemetry = _options.open_telemetry(args, config, default_service_name="demur-server")
     try:
         router = _options.build_router(config, telemetry)
         serve(router, settings, tracer_provider=telemetry.tracer_provider)

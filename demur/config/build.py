@@ -5,6 +5,7 @@ router = load_router("demur.yaml")
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from demur.estimators.registry import build_estimator as build_registered_estima
 from demur.policies.ladder import Ladder
 from demur.protocols import Estimator, Grounding, Model, Retriever
 from demur.router.router import Router
+
+logger = logging.getLogger("demur.config")
 
 
 def build_model(name: str, config: ModelConfig) -> Model:
@@ -151,7 +154,47 @@ def build_retrieval(config: RetrievalConfig) -> tuple[list[Retriever], Grounding
     return retrievers, grounding
 
 
-def load_router(path: str | Path | None = None, **overrides: Any) -> Router:
-    """A Router from a config file, or from the embedded defaults when `path` is None."""
+_PROVIDERS = ("tracer_provider", "meter_provider", "logger_provider")
+
+
+def load_router(
+    path: str | Path | None = None, *, tracing: bool = True, **overrides: Any
+) -> Router:
+    """A Router from a config file, or from the embedded defaults when `path` is None.
+
+    The config's `tracing` section applies to the router as it does in the CLI: its exporter
+    and file receive the router's spans, metrics and events (providers of its own, closed
+    with the router; OpenTelemetry's globals are left alone). Two cases leave the SDK to the
+    application instead: it installed an OpenTelemetry SDK tracer provider itself (its
+    providers then serve, as they serve any Router), or it passes `tracing=False` or its own
+    providers in `overrides`.
+    """
     config = default_config() if path is None else load_config(path)
-    return build_router(config, **overrides)
+    if not tracing or any(name in overrides for name in _PROVIDERS) or _host_owns_tracing():
+        return build_router(config, **overrides)
+    from demur.telemetry import configure_telemetry
+
+    telemetry = configure_telemetry(
+        config.tracing.exporter, path=config.tracing.path, set_global=False
+    )
+    try:
+        router = build_router(config, **telemetry.providers, **overrides)
+    except BaseException:
+        telemetry.shutdown()
+        raise
+    router.own(telemetry)
+    return router
+
+
+def _host_owns_tracing() -> bool:
+    """Whether the application installed an OpenTelemetry SDK tracer provider globally."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    installed = isinstance(trace.get_tracer_provider(), TracerProvider)
+    if installed:
+        logger.info(
+            "an OpenTelemetry SDK tracer provider is installed: the router uses it, and the "
+            "config's `tracing` section is not applied"
+        )
+    return installed

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanContext
 
 from demur.errors import ContextOverflowError, EstimatorError, ModelError, did_you_mean
 from demur.protocols import (
@@ -228,7 +228,12 @@ class AttemptRunner:
 
         attempt = Attempt(query=grounded, candidate=candidate, caller=ask)
         scores = await estimate_all(
-            self.estimators, attempt, span, self.tracing, self.estimator_timeout_s
+            self.estimators,
+            attempt,
+            span,
+            self.tracing,
+            self.estimator_timeout_s,
+            evaluated=answered.span,
         )
         raw = self.combiner.combine(scores)
         confidence = raw
@@ -279,7 +284,7 @@ class AttemptRunner:
             grounded = self._grounded(query, plan, documents)
             request = self.request_for(model.name, grounded)
             try:
-                generation, retries = await self.calls.generate(model, request, deadline)
+                generation, retries, call_span = await self.calls.generate(model, request, deadline)
             except ContextOverflowError as exc:
                 if len(documents) > 1:
                     documents, dropped = documents[:-1], dropped + 1
@@ -304,7 +309,14 @@ class AttemptRunner:
                         update={"note": "; ".join(filter(None, [retrieval.note, note]))}
                     )
             return _Answered(
-                generation, retries, documents, retrieval, grounded, request, tuple(notes)
+                generation,
+                retries,
+                documents,
+                retrieval,
+                grounded,
+                request,
+                tuple(notes),
+                call_span,
             )
 
     async def _retrieve(
@@ -331,7 +343,7 @@ class AttemptRunner:
         prompt = self.request_for(model.name, Query(question=question))
         request = rewrite_request(question, chat=prompt.messages is not None)
         try:
-            generation, _ = await self.calls.generate(model, request, deadline)
+            generation = (await self.calls.generate(model, request, deadline)).generation
         except ModelError:
             return question, False  # retrieving with the question itself still helps
         ledger.add(model, generation)
@@ -389,7 +401,7 @@ class AttemptRunner:
                 update={"n": min(batch, planned - len(drawn)), "seed": seed}
             )
             try:
-                generation, _ = await self.calls.generate(model, batch_request, deadline)
+                generation = (await self.calls.generate(model, batch_request, deadline)).generation
             except ModelError as exc:
                 span.record_exception(exc)
                 break
@@ -426,7 +438,7 @@ class AttemptRunner:
             model = self.models[target]
         else:
             model = target
-        generation, _ = await self.calls.generate(model, request, deadline)
+        generation = (await self.calls.generate(model, request, deadline)).generation
         ledger.add(model, generation)
         return generation
 
@@ -442,6 +454,7 @@ class _Answered:
     query: Query
     request: GenerationRequest
     notes: tuple[str, ...] = ()
+    span: SpanContext | None = None  # the model call that wrote the answer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import NamedTuple
+
+from opentelemetry.trace import SpanContext
 
 from demur.errors import (
     DeadlineExceededError,
@@ -14,8 +17,16 @@ from demur.errors import (
 )
 from demur.protocols import Model
 from demur.router.retry import RetryPolicy
-from demur.router.tracing import RouteTracing
+from demur.router.tracing import RouteTracing, span_context_of
 from demur.types import Generation, GenerationRequest
+
+
+class Call(NamedTuple):
+    """A model call as made: its generation, the retries it took, and its span's context."""
+
+    generation: Generation
+    retries: int
+    span: SpanContext | None
 
 
 class Ledger:
@@ -38,17 +49,14 @@ class ModelCalls:
         self.deadline_s = deadline_s
         self.tracing = tracing
 
-    async def generate(
-        self, model: Model, request: GenerationRequest, deadline: float
-    ) -> tuple[Generation, int]:
+    async def generate(self, model: Model, request: GenerationRequest, deadline: float) -> Call:
         """Call the model, retrying transient failures, never past the route deadline.
 
-        Returns the generation and how many retries it took. The first call runs outside
-        tenacity, which only steps in after a transient failure: the common case stays cheap,
-        and the retry schedule is the same either way.
+        The first call runs outside tenacity, which only steps in after a transient failure:
+        the common case stays cheap, and the retry schedule is the same either way.
         """
         try:
-            return await self._traced(model, request, deadline), 0
+            return await self._traced(model, request, deadline, 0)
         except TransientModelError as exc:
             first_failure: TransientModelError | None = exc
         tries = 1
@@ -59,24 +67,25 @@ class ModelCalls:
                         failure, first_failure = first_failure, None
                         raise failure  # lets tenacity count it and back off
                     tries += 1
-                    generation = await self._traced(model, request, deadline)
-            return generation, tries - 1
+                    call = await self._traced(model, request, deadline, tries - 1)
+            return call
         except ModelError as exc:
             exc.retries = tries - 1
             raise
 
     async def _traced(
-        self, model: Model, request: GenerationRequest, deadline: float
-    ) -> Generation:
+        self, model: Model, request: GenerationRequest, deadline: float, retries: int
+    ) -> Call:
         time_left = deadline - time.monotonic()
         if time_left <= 0:
             raise DeadlineExceededError(
                 f"route deadline of {self.deadline_s:g}s passed before {model.name} could answer"
             )
-        with self.tracing.model_call(model.name, model.provider, request) as span:
+        model_id = getattr(model, "model_id", None) or model.name
+        with self.tracing.model_call(model.name, model_id, model.provider, request) as span:
             generation = await self._once(model, request, time_left)
-            self.tracing.record_generation(span, generation)
-        return generation
+            self.tracing.record_generation(span, generation, model_id)
+        return Call(generation, retries, span_context_of(span))
 
     async def _once(self, model: Model, request: GenerationRequest, time_left: float) -> Generation:
         call_timeout = float(model.timeout_s)

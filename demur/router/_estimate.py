@@ -7,7 +7,8 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
-from opentelemetry.trace import Span
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
 from demur.protocols import Attempt, Estimator, Model
 from demur.router.tracing import RouteTracing
@@ -18,32 +19,41 @@ from demur.types import Generation, GenerationRequest, Score
 async def estimate_all(
     estimators: Sequence[Estimator],
     attempt: Attempt,
-    attempt_span: Span,
+    span: Span,
     tracing: RouteTracing,
     timeout_s: float,
+    *,
+    evaluated: SpanContext | None = None,
 ) -> tuple[Score, ...]:
-    """The estimators' scores, in their order; a failure is a Score, never an exception."""
+    """The estimators' scores, in their order; a failure is a Score, never an exception.
+
+    Each score is recorded on `span` (the attempt's or the branch's) and as an evaluation
+    event of `evaluated`, the model call that wrote the answer.
+    """
     if not estimators:
         return ()
+    response_id = attempt.candidate.response_id
     if len(estimators) == 1:
-        return (await _estimate(estimators[0], attempt, attempt_span, tracing, timeout_s),)
-    return tuple(
-        await asyncio.gather(
-            *(_estimate(e, attempt, attempt_span, tracing, timeout_s) for e in estimators)
+        scores: Sequence[Score] = (await _estimate(estimators[0], attempt, tracing, timeout_s),)
+    else:
+        scores = await asyncio.gather(
+            *(_estimate(e, attempt, tracing, timeout_s) for e in estimators)
         )
-    )
+    for score in scores:
+        tracing.record_score(span, score, evaluated, response_id)
+    return tuple(scores)
 
 
 async def _estimate(
-    estimator: Estimator,
-    attempt: Attempt,
-    attempt_span: Span,
-    tracing: RouteTracing,
-    timeout_s: float,
+    estimator: Estimator, attempt: Attempt, tracing: RouteTracing, timeout_s: float
 ) -> Score:
+    started = time.perf_counter()
+    if estimator.in_process:
+        score = await run_estimator(estimator, attempt, timeout_s, _record_on_current_span)
+        return score.model_copy(update={"duration_s": time.perf_counter() - started})
     calls = 0
-    if not estimator.in_process and attempt.caller is not None:
-        outer = attempt.caller
+    outer = attempt.caller
+    if outer is not None:
 
         async def counted(
             request: GenerationRequest, target: Model | str | None = None
@@ -54,11 +64,14 @@ async def _estimate(
             return generation
 
         attempt = dataclasses.replace(attempt, caller=counted)
-    with tracing.estimator(estimator.name, current=not estimator.in_process) as span:
-        started = time.perf_counter()
+    # An estimator that awaits (a model, a thread) gets a span: its time and calls show there.
+    with tracing.estimator(estimator.name) as span:
         score = await run_estimator(estimator, attempt, timeout_s, span.record_exception)
-        score = score.model_copy(
-            update={"duration_s": time.perf_counter() - started, "calls": calls}
-        )
-        tracing.record_score(attempt_span, span, score)
-        return score
+        if score.status in ("failed", "timeout") and span.is_recording():
+            span.set_status(Status(StatusCode.ERROR, score.detail or score.status))
+    return score.model_copy(update={"duration_s": time.perf_counter() - started, "calls": calls})
+
+
+def _record_on_current_span(exc: BaseException) -> None:
+    """An in-process estimator's exception, recorded on the attempt's (or branch's) span."""
+    trace.get_current_span().record_exception(exc)

@@ -12,9 +12,10 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from opentelemetry import metrics, trace
+from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import Span
 
 from demur.errors import ConfigError, UsageError, did_you_mean
@@ -57,6 +58,12 @@ from demur.types import (
 DEFAULT_ABSTAIN_MESSAGE = "I am not confident enough to answer this question."
 
 
+class SupportsShutdown(Protocol):
+    """Something a router can own and release when it closes."""
+
+    def shutdown(self) -> None: ...
+
+
 class Router:
     """Routes queries through models, estimators and a policy.
 
@@ -74,6 +81,9 @@ class Router:
     With `retrievers` (one per embedding model, e.g. `ChromaStore().retriever("minilm-l6")`),
     each attempt retrieves passages and answers from them; `grounding` says how (`Rag()` by
     default, `ConfidentRag()`, `Situated()`), and a policy may ask to `RetrieveMore`.
+
+    Spans go to `tracer_provider`, metrics to `meter_provider` and `gen_ai.evaluation.result`
+    events to `logger_provider`: OpenTelemetry's global providers unless given.
 
     `router.replace(start="strong", queue=None)` derives a router with some options changed.
     """
@@ -98,12 +108,14 @@ class Router:
         abstain_message: str = DEFAULT_ABSTAIN_MESSAGE,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
         capture_content: bool = False,
         redact: Redactor | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             k: v for k, v in locals().items() if k not in ("self", "__class__")
         }
+        self._owned: list[SupportsShutdown] = []
         self.models = _index("model", models, Model, "ModelBase")
         if not self.models:
             raise ConfigError("a router needs at least one model")
@@ -163,6 +175,7 @@ class Router:
         self.tracing = RouteTracing(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            logger_provider=logger_provider,
             capture_content=capture_content,
             redact=redact,
         )
@@ -247,7 +260,7 @@ class Router:
                 )
                 decision = _engine.enforce(self.policy.decide(state), state, self.spec, policy)
                 steps[-1] = step = step.model_copy(update={"decision": decision})
-                self.tracing.decision(policy, step, decision)
+                self.tracing.decision(root, policy, step, decision)
                 action = decision.action
                 if isinstance(action, Escalate):
                     model = action.model  # the stronger model keeps any wider retrieval
@@ -299,10 +312,16 @@ class Router:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
+    def own(self, resource: SupportsShutdown) -> None:
+        """Shut `resource` down when this router closes (e.g. the telemetry it was built with)."""
+        self._owned.append(resource)
+
     async def aclose(self) -> None:
-        """Release the models' resources (loaded weights, HTTP connections)."""
+        """Release the models' resources (loaded weights, HTTP connections), and what it owns."""
         for model in self.models.values():
             await model.aclose()
+        while self._owned:
+            await asyncio.to_thread(self._owned.pop().shutdown)
 
     def close(self) -> None:
         run_on_thread_loop(self.aclose())

@@ -59,8 +59,13 @@ def test_ask_prints_steps_and_writes_a_trace(scripted_config, tmp_path, capsys):
     assert main(["ask", "What is the capital of France?", "--config", str(scripted_config)]) == 0
     out = capsys.readouterr().out
     assert "escalate" in out and "Paris" in out and "confidence 0.95" in out
-    names = {s["name"] for s in spans(tmp_path / "traces.jsonl")}
-    assert {"demur.route", "demur.attempt", "chat weak", "chat strong", "demur.decide"} <= names
+    written = spans(tmp_path / "traces.jsonl")
+    assert {"demur.route", "demur.attempt", "chat weak", "chat strong"} <= {
+        s["name"] for s in written
+    }
+    [route] = [s for s in written if s["name"] == "demur.route"]
+    assert [e["attributes"]["demur.action"] for e in route["events"]] == ["escalate", "accept"]
+    assert route["resource"]["service.name"] == "demur-cli"
 
 
 def test_ask_json_is_a_verdict(scripted_config, capsys):

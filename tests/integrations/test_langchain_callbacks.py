@@ -13,6 +13,8 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -142,17 +144,28 @@ def test_it_refuses_estimators_that_would_call_a_model():
 
 def test_spans_nest_under_the_callers_span_with_one_event_per_score():
     provider, exporter = traced()
-    handler = DemurCallbackHandler([MeanTokenLogprob(), Unavailable()], tracer_provider=provider)
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    handler = DemurCallbackHandler(
+        [MeanTokenLogprob(), Unavailable()],
+        tracer_provider=provider,
+        logger_provider=logger_provider,
+    )
     with provider.get_tracer("app").start_as_current_span("app") as app:
         chain(reply("Paris", [0.9])).invoke({"question": QUESTION}, config={"callbacks": [handler]})
     spans = {s.name: s for s in exporter.get_finished_spans()}
     score = spans["demur.score GenericFakeChatModel"]
     assert score.parent is not None and score.parent.span_id == app.get_span_context().span_id
     assert score.attributes["demur.confidence"] == pytest.approx(0.9)
-    events = [e.attributes for e in score.events if e.name == "gen_ai.evaluation.result"]
+    assert score.attributes["demur.score.mean_logprob"] == pytest.approx(0.9)
+    assert score.attributes["demur.score.unavailable.status"] == "unavailable"
+    records = [r.log_record for r in logs.get_finished_logs()]
+    assert all(r.event_name == "gen_ai.evaluation.result" for r in records)
+    assert all(r.span_id == score.context.span_id for r in records)
+    events = [dict(r.attributes or {}) for r in records]
     assert [e["gen_ai.evaluation.name"] for e in events] == ["mean_logprob", "unavailable"]
     assert events[1]["gen_ai.evaluation.score.label"] == "unavailable"
-    assert spans["demur.estimate mean_logprob"].parent.span_id == score.context.span_id
     assert handler.last is not None
     assert handler.last.trace_id == format(app.get_span_context().trace_id, "032x")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -37,23 +39,29 @@ def models():
     yield weak, strong
 
 
-def traced_router(models, tmp_path, threshold: float) -> tuple[Router, InMemorySpanExporter]:
+def traced_router(
+    models, tmp_path, threshold: float
+) -> tuple[Router, InMemorySpanExporter, InMemoryLogRecordExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     router = Router(
         list(models),
         estimators=[MeanTokenLogprob(), MinTokenProb(), MeanTokenEntropy(top_k=5)],
         policy=Ladder(threshold, rungs=[Escalate("strong"), AskHuman()]),
         queue=SqliteQueue(tmp_path / "queue.db"),
         tracer_provider=provider,
+        logger_provider=logger_provider,
     )
-    return router, exporter
+    return router, exporter, logs
 
 
 async def test_a_real_route_carries_logprobs_scores_and_a_trace(models, tmp_path):
     # Threshold 1.0 forces every rung: weak, then strong, then a person.
-    router, exporter = traced_router(models, tmp_path, threshold=1.0)
+    router, exporter, logs = traced_router(models, tmp_path, threshold=1.0)
     verdict = await router.aroute(QUERY)
 
     assert verdict.status == "pending"
@@ -72,19 +80,22 @@ async def test_a_real_route_carries_logprobs_scores_and_a_trace(models, tmp_path
 
     spans = exporter.get_finished_spans()
     by_name = {s.name: s for s in spans}
-    assert {"demur.route", "demur.attempt", "demur.decide"} <= set(by_name)
-    chat = by_name["chat weak"]  # SmolLM2 is a chat model
-    completion = by_name["text_completion strong"]  # Gemma-3 base is prompted few-shot
+    assert {"demur.route", "demur.attempt"} <= set(by_name)
+    chat = by_name["chat smollm2-135m"]  # SmolLM2 is a chat model
+    completion = by_name["text_completion gemma-3-270m"]  # Gemma-3 base is prompted few-shot
     assert chat.attributes["gen_ai.provider.name"] == "llama.cpp"
     assert chat.attributes["gen_ai.usage.output_tokens"] > 0
-    assert completion.attributes["gen_ai.request.model"] == "strong"
+    assert chat.attributes["demur.model"] == "weak"
+    assert completion.attributes["gen_ai.request.model"] == "gemma-3-270m"
+    assert completion.attributes["demur.model"] == "strong"
     assert {format(s.context.trace_id, "032x") for s in spans} == {verdict.trace_id}
-    events = [e for s in spans for e in s.events if e.name == "gen_ai.evaluation.result"]
-    assert len(events) == 6  # three estimators on each of two attempts
+    route = by_name["demur.route"]
+    assert len([e for e in route.events if e.name == "demur.decision"]) == 2
+    assert len(logs.get_finished_logs()) == 6  # three estimators on each of two attempts
 
 
 async def test_a_confident_real_answer_is_accepted_without_escalation(models, tmp_path):
-    router, _ = traced_router(models, tmp_path, threshold=0.0)
+    router, _, _ = traced_router(models, tmp_path, threshold=0.0)
     verdict = await router.aroute(QUERY)
     assert verdict.status == "answered"
     assert verdict.model == "weak"

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 from demur import (
     Abstain,
@@ -43,12 +46,29 @@ STRONG_ANSWER = "Jane Austen"
 
 @dataclass
 class Otel:
-    """An SDK tracer and meter provider whose output the test can read."""
+    """SDK tracer, meter and logger providers whose output the test can read."""
 
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    logger_provider: LoggerProvider
     spans: InMemorySpanExporter
     reader: InMemoryMetricReader
+    logs: InMemoryLogRecordExporter
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
+
+    def evaluations(self) -> list[ReadableLogRecord]:
+        return [
+            r
+            for r in self.logs.get_finished_logs()
+            if r.log_record.event_name == "gen_ai.evaluation.result"
+        ]
 
     def finished(self) -> list[ReadableSpan]:
         return list(self.spans.get_finished_spans())
@@ -81,9 +101,13 @@ def otel() -> Iterator[Otel]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    yield Otel(tracer_provider, meter_provider, spans, reader)
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    yield Otel(tracer_provider, meter_provider, logger_provider, spans, reader, logs)
     tracer_provider.shutdown()
     meter_provider.shutdown()
+    logger_provider.shutdown()
 
 
 def escalating_router(otel: Otel, **options: Any) -> Router:
@@ -98,8 +122,7 @@ def escalating_router(otel: Otel, **options: Any) -> Router:
     return Router(
         [weak, strong],
         policy=Ladder(threshold=0.6, rungs=[Escalate("strong"), Abstain()]),
-        tracer_provider=otel.tracer_provider,
-        meter_provider=otel.meter_provider,
+        **otel.providers,
         **options,
     )
 
@@ -110,8 +133,7 @@ def single_router(otel: Otel, estimators: Sequence[Any], **options: Any) -> Rout
         [model],
         policy=Ladder(threshold=0.5),
         estimators=estimators,
-        tracer_provider=otel.tracer_provider,
-        meter_provider=otel.meter_provider,
+        **otel.providers,
         **options,
     )
 
@@ -161,11 +183,8 @@ def test_escalating_route_builds_one_trace_with_the_documented_span_tree(otel: O
             s for s in otel.finished() if s.parent and s.parent.span_id == attempt.context.span_id
         ]
         model = attrs(attempt)["demur.model"]
-        assert sorted(s.name for s in children) == [
-            f"chat {model}",
-            "demur.estimate mean_logprob",
-            "demur.estimate min_prob",
-        ]
+        # Estimators that compute in-process are attributes and events, not spans.
+        assert [s.name for s in children] == [f"chat {model}"]
 
 
 def test_model_call_span_follows_the_genai_conventions(otel: Otel) -> None:
@@ -183,31 +202,37 @@ def test_model_call_span_follows_the_genai_conventions(otel: Otel) -> None:
     assert attributes["gen_ai.request.max_tokens"] == 64
 
 
-def test_estimators_get_spans_and_evaluation_events(otel: Otel) -> None:
+def test_scores_are_attempt_attributes_and_evaluation_events_of_the_model_call(
+    otel: Otel,
+) -> None:
     escalating_router(otel).route(QUESTION)
-    estimate = [s for s in otel.named("demur.estimate mean_logprob")]
-    assert len(estimate) == 2
-    for span in estimate:
-        assert attrs(span)["demur.estimator"] == "mean_logprob"
-        assert attrs(span)["demur.score.status"] == "ok"
-        assert span.status.status_code is StatusCode.UNSET
-
+    assert not [s for s in otel.finished() if s.name.startswith("demur.estimate")]
     weak = next(s for s in otel.named("demur.attempt") if attrs(s)["demur.step"] == 0)
-    events = [e for e in weak.events if e.name == "gen_ai.evaluation.result"]
-    by_name = {attrs(e)["gen_ai.evaluation.name"]: attrs(e) for e in events}
+    assert attrs(weak)["demur.score.mean_logprob"] == pytest.approx(0.3)
+    assert attrs(weak)["demur.score.min_prob"] == pytest.approx(0.3)
+    assert "demur.score.mean_logprob.status" not in attrs(weak)
+    assert attrs(weak)["demur.confidence"] == pytest.approx(0.3)
+
+    # The GenAI conventions parent gen_ai.evaluation.result to the call that was evaluated.
+    chat = otel.one("chat weak")
+    events = [
+        r.log_record for r in otel.evaluations() if r.log_record.span_id == chat.context.span_id
+    ]
+    by_name = {e.attributes["gen_ai.evaluation.name"]: dict(e.attributes) for e in events}
     assert set(by_name) == {"mean_logprob", "min_prob"}
     assert by_name["mean_logprob"]["gen_ai.evaluation.score.value"] == pytest.approx(0.3)
     assert "gen_ai.evaluation.score.label" not in by_name["mean_logprob"]
-    assert attrs(weak)["demur.confidence"] == pytest.approx(0.3)
+    assert all(e.trace_id == chat.context.trace_id for e in events)
+    assert len(otel.evaluations()) == 4  # two estimators, two attempts
 
 
-def test_each_decision_gets_a_decide_span(otel: Otel) -> None:
+def test_each_decision_is_an_event_on_the_route_span(otel: Otel) -> None:
     escalating_router(otel).route(QUESTION)
-    decides = sorted(otel.named("demur.decide"), key=lambda s: attrs(s)["demur.step"])
     root = otel.one("demur.route")
-    assert all(d.parent and d.parent.span_id == root.context.span_id for d in decides)
-    first, last = (attrs(d) for d in decides)
+    decisions = [attrs(e) for e in root.events if e.name == "demur.decision"]
+    first, last = sorted(decisions, key=lambda d: d["demur.step"])
     assert first["demur.action"] == "escalate"
+    assert first["demur.model"] == "weak"
     assert first["demur.escalate.model"] == "strong"
     assert first["demur.confidence"] == pytest.approx(0.3)
     assert first["demur.threshold"] == 0.6
@@ -217,13 +242,52 @@ def test_each_decision_gets_a_decide_span(otel: Otel) -> None:
     assert last["demur.threshold"] == 0.6
 
 
+class NamedModel(ScriptedModel):
+    """A scripted model with an id of its own, as built-in and HTTP backends have."""
+
+    @property
+    def model_id(self) -> str:
+        return "qwen2.5-1.5b"
+
+
+def test_genai_model_attributes_carry_the_models_id_and_demur_model_the_alias(
+    otel: Otel,
+) -> None:
+    model = NamedModel("strong", [Reply.confident(STRONG_ANSWER, 0.9)])
+    router = Router([model], policy=Ladder(0.5), estimators=[MeanTokenLogprob()], **otel.providers)
+    verdict = router.route(QUESTION)
+    assert verdict.model == "strong"
+    chat = otel.one("chat qwen2.5-1.5b")
+    assert attrs(chat)["gen_ai.request.model"] == "qwen2.5-1.5b"
+    assert attrs(chat)["gen_ai.response.model"] == "qwen2.5-1.5b"
+    assert attrs(chat)["demur.model"] == "strong"
+
+
+def test_a_route_without_a_recording_tracer_makes_no_spans_or_events(otel: Otel) -> None:
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF)
+    sampled_out.add_span_processor(SimpleSpanProcessor(otel.spans))
+    for tracer_provider in (sampled_out, NoOpTracerProvider()):
+        router = Router(
+            [ScriptedModel("only", [Reply.confident(STRONG_ANSWER, 0.9)])],
+            policy=Ladder(threshold=0.5),
+            estimators=[MeanTokenLogprob()],
+            tracer_provider=tracer_provider,
+            meter_provider=otel.meter_provider,
+            logger_provider=otel.logger_provider,
+        )
+        verdict = router.route(QUESTION)
+        assert verdict.status == "answered"
+    assert otel.finished() == [] and otel.evaluations() == []
+    # Metrics are still recorded.
+    assert sum(p.value for p in otel.points("demur.decisions")) == 2
+
+
 def test_failed_model_call_marks_its_spans_as_errors(otel: Otel) -> None:
     broken = ScriptedModel("broken", [ModelTimeoutError("took too long", model="broken")])
     router = Router(
         [broken],
         policy=Ladder(threshold=0.5),
-        tracer_provider=otel.tracer_provider,
-        meter_provider=otel.meter_provider,
+        **otel.providers,
         retry=RetryPolicy(max_attempts=2, initial_backoff_s=0),
     )
     verdict = router.route(QUESTION)
@@ -245,8 +309,7 @@ def test_a_route_that_raises_leaves_an_error_root_span(otel: Otel) -> None:
     router = Router(
         [buggy],
         policy=Ladder(threshold=0.5),
-        tracer_provider=otel.tracer_provider,
-        meter_provider=otel.meter_provider,
+        **otel.providers,
     )
     with pytest.raises(RouteError):
         router.route(QUESTION)
@@ -267,6 +330,9 @@ def test_no_prompt_or_answer_text_in_spans_by_default(otel: Otel) -> None:
                 assert secret not in text, f"{secret!r} leaked into span {span.name}: {text}"
         assert "gen_ai.input.messages" not in attrs(span)
         assert "gen_ai.output.messages" not in attrs(span)
+    for record in otel.evaluations():
+        for value in (record.log_record.attributes or {}).values():
+            assert not any(secret in str(value) for secret in (QUESTION, STRONG_ANSWER))
 
 
 def test_capture_content_records_messages_on_model_spans(otel: Otel) -> None:
@@ -317,13 +383,9 @@ class Sleepy(EstimatorBase):
 
 
 def evaluation(otel: Otel, estimator: str) -> dict[str, Any]:
-    attempt = otel.one("demur.attempt")
-    for event in attempt.events:
-        attributes = attrs(event)
-        if (
-            event.name == "gen_ai.evaluation.result"
-            and attributes["gen_ai.evaluation.name"] == estimator
-        ):
+    for record in otel.evaluations():
+        attributes = dict(record.log_record.attributes or {})
+        if attributes["gen_ai.evaluation.name"] == estimator:
             return attributes
     raise AssertionError(f"no gen_ai.evaluation.result event for {estimator}")
 
@@ -335,11 +397,13 @@ def test_failing_and_timing_out_estimators_give_error_spans_and_labels(otel: Ote
     verdict = router.route(QUESTION)
     assert verdict.status == "answered"  # the working estimator still decides
 
-    exploding = otel.one("demur.estimate exploding")
+    attempt = attrs(otel.one("demur.attempt"))
+    exploding = otel.one("demur.estimate exploding")  # estimators that await get a span
     assert exploding.status.status_code is StatusCode.ERROR
     assert "ValueError: estimator bug" in (exploding.status.description or "")
-    assert attrs(exploding)["demur.score.status"] == "failed"
     assert any(e.name == "exception" for e in exploding.events)
+    assert attempt["demur.score.exploding.status"] == "failed"
+    assert "demur.score.exploding" not in attempt
     failed = evaluation(otel, "exploding")
     assert failed["gen_ai.evaluation.score.label"] == "failed"
     assert failed["error.type"] == "failed"
@@ -347,13 +411,14 @@ def test_failing_and_timing_out_estimators_give_error_spans_and_labels(otel: Ote
 
     sleepy = otel.one("demur.estimate sleepy")
     assert sleepy.status.status_code is StatusCode.ERROR
-    assert attrs(sleepy)["demur.score.status"] == "timeout"
+    assert attempt["demur.score.sleepy.status"] == "timeout"
     timed_out = evaluation(otel, "sleepy")
     assert timed_out["gen_ai.evaluation.score.label"] == "timeout"
     assert "0.05s" in timed_out["gen_ai.evaluation.explanation"]
 
     ok = evaluation(otel, "mean_logprob")
     assert ok["gen_ai.evaluation.score.value"] == pytest.approx(0.9)
+    assert attempt["demur.score.mean_logprob"] == pytest.approx(0.9)
 
 
 def test_estimator_without_logprobs_is_labelled_unavailable(otel: Otel) -> None:
@@ -362,14 +427,12 @@ def test_estimator_without_logprobs_is_labelled_unavailable(otel: Otel) -> None:
         [model],
         policy=Ladder(threshold=0.5),
         estimators=[MeanTokenLogprob()],
-        tracer_provider=otel.tracer_provider,
-        meter_provider=otel.meter_provider,
+        **otel.providers,
     )
     verdict = router.route(QUESTION)
     assert verdict.status == "abstained"
-    span = otel.one("demur.estimate mean_logprob")
-    assert attrs(span)["demur.score.status"] == "unavailable"
-    assert span.status.status_code is StatusCode.UNSET  # missing input is not a failure
+    attempt = otel.one("demur.attempt")
+    assert attrs(attempt)["demur.score.mean_logprob.status"] == "unavailable"
     event = evaluation(otel, "mean_logprob")
     assert event["gen_ai.evaluation.score.label"] == "unavailable"
     assert "logprobs" in event["gen_ai.evaluation.explanation"]

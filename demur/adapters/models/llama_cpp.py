@@ -228,6 +228,13 @@ class LlamaCppModel(ModelBase):
         """The worker process's id while one runs (None in-process or before the first call)."""
         return self._worker.pid if self._worker is not None else None
 
+    @property
+    def model_id(self) -> str:
+        """The built-in's name, or the GGUF file's name without its extension."""
+        if self.builtin:
+            return self.builtin
+        return self.path.stem if self.path is not None else self.name
+
     def __repr__(self) -> str:
         source = f"builtin={self.builtin!r}" if self.builtin else f"path='{self.path}'"
         return f"LlamaCppModel({self.name!r}, {source}, n_ctx={self.n_ctx})"

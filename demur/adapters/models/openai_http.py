@@ -162,6 +162,11 @@ class OpenAICompatibleModel(ModelBase):
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def model_id(self) -> str:
+        """The upstream's model id, as sent in each request's `model` field."""
+        return self.model
+
     def __repr__(self) -> str:
         return (
             f"OpenAICompatibleModel(name={self.name!r}, base_url={self.base_url!r}, "
@@ -386,8 +391,10 @@ class OpenAICompatibleModel(ModelBase):
                 Completion(text=text, tokens=tokens, finish_reason=choice.get("finish_reason"))
             )
         usage = payload.get("usage") or {}
+        reported = payload.get("model")
         return Generation(
             model=self.name,
+            response_model=reported if isinstance(reported, str) and reported else None,
             completions=tuple(completions),
             usage=Usage(
                 input_tokens=int(usage.get("prompt_tokens") or 0),

@@ -6,8 +6,9 @@
 
 Callbacks only observe. The handler scores each chat model or LLM answer when it ends, with
 estimators that need no further model call (logprob estimators: the model must return
-logprobs, e.g. `ChatOpenAI(logprobs=True)`), records a `demur.score` span with one
-`gen_ai.evaluation.result` event per estimator under the caller's active span, and keeps a
+logprobs, e.g. `ChatOpenAI(logprobs=True)`), records a `demur.score` span under the
+caller's active span with each estimator's score as an attribute and a
+`gen_ai.evaluation.result` event (OpenTelemetry Logs API) per estimator, and keeps a
 `ScoredCall` per answer. It never changes what the chain returns, never raises into it, and
 cannot hold back a doubtful answer: to act on confidence (escalate, ask a person, abstain),
 gate the model with `DemurRunnable` / `gate()` or an agent with `DemurMiddleware`.
@@ -27,6 +28,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from opentelemetry import metrics, trace
+from opentelemetry._logs import LoggerProvider
 
 from demur.errors import ConfigError
 from demur.estimators.logprob import MeanTokenLogprob, MinTokenProb
@@ -78,6 +80,7 @@ class DemurCallbackHandler(BaseCallbackHandler):
         on_score: Callable[[ScoredCall], None] | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
     ) -> None:
         super().__init__()
         chosen = (
@@ -97,7 +100,11 @@ class DemurCallbackHandler(BaseCallbackHandler):
         self.threshold = threshold
         self.on_score = on_score
         self.records: deque[ScoredCall] = deque(maxlen=keep)
-        self.tracing = RouteTracing(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        self.tracing = RouteTracing(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+        )
         self._top_k = max((e.needs.top_logprobs for e in chosen), default=0)
         self._runs: dict[UUID, tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -209,9 +216,8 @@ class DemurCallbackHandler(BaseCallbackHandler):
             self.on_score(record)
 
     def _run(self, estimator: Estimator, attempt: Attempt, span: trace.Span) -> Score:
-        with self.tracing.estimator(estimator.name) as estimator_span:
-            score = score_in_process(estimator, attempt, estimator_span.record_exception)
-            self.tracing.record_score(span, estimator_span, score)
+        score = score_in_process(estimator, attempt, span.record_exception)
+        self.tracing.record_score(span, score)
         return score
 
     @property
