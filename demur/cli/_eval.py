@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from demur.cli import _options, _render
+from demur.cli import _options, _progress, _render
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -180,7 +180,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     judge = _eval_model(args.judge, config) if args.judge else None
     source = args.model or "logged answers"
     out = args.out or Path(".demur") / "eval" / f"{Path(args.data).stem}-{source.replace(' ', '-')}"
-    progress = _render.make_progress(console)
+    progress = _progress.make_progress(console)
+    scored = 0
+
+    def row_done(row: dict[str, object]) -> None:
+        nonlocal scored
+        scored += 1
+        progress.update(task, advance=1)
 
     async def evaluate() -> EvalResults:
         try:
@@ -195,7 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 sampling=sampling,
                 resume=not args.no_resume,
                 description={"dataset": str(args.data)},
-                on_row=lambda row: progress.update(task, advance=1),
+                on_row=row_done,
             )
         finally:
             for held in (model, judge, *asked):
@@ -205,8 +211,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with progress, warnings.catch_warnings():
         # Fewer samples than were logged is what --samples or a samples= asked for.
         warnings.simplefilter("ignore", UnusedSamplesWarning)
-        task = progress.add_task(f"evaluating {source}", total=len(dataset.items))
-        results = asyncio.run(evaluate())
+        task = progress.add_task(f"evaluating {source}", total=len(dataset.items), unit="rows")
+        try:
+            results = asyncio.run(evaluate())
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted: the {scored} row(s) scored in this run are saved in {out}. "
+                "Rerun the same command to resume from there (--no-resume starts over).",
+                markup=False,
+            )
+            raise
     if results.resumed:
         console.print(f"resumed: {results.resumed} rows were already done in {out}")
     write_tables(results)

@@ -229,19 +229,24 @@ def print_index_report(console: Console, report: IndexReport, store: ChromaStore
     from rich.table import Table
 
     table = Table(
-        title=f"{report.files} file(s), {report.chunks} chunk(s) → {escape(store.location)}"
+        title=f"{report.files} file(s), {report.chunks} chunk(s) → {escape(store.location)}",
+        caption="files: added, updated, removed, unchanged; "
+        "chunks: embedded, deleted, failed, in collection",
     )
-    for column in ("embedder", "collection", "added", "already there", "failed", "in collection"):
+    columns = ("embedder", "collection", "added", "updated", "removed", "unchanged")
+    for column in (*columns, "embedded", "deleted", "failed", "in collection"):
         table.add_column(
             column, justify="left" if column in ("embedder", "collection") else "right"
         )
     for name, added in report.added.items():
         failed = sum(1 for item in report.failed if item.embedder == name)
+        files = report.documents[name]
         table.add_row(
             name,
             store.collection_name(name),
+            *(str(n) for n in (files.added, files.updated, files.removed, files.unchanged)),
             str(added),
-            str(report.skipped.get(name, 0)),
+            str(report.deleted.get(name, 0)),
             str(failed),
             str(store.count(name)),
         )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         read_sources,
         source_files,
     )
+    from demur.retrieval.sync import DocumentCounts
 
 # Exported lazily: the router needs only the protocol. The chroma classes import chromadb
 # (most of a second); indexing and cutoffs are needed only to build or fit.
@@ -49,6 +50,7 @@ _LAZY = {
         ),
         "demur.retrieval.indexing",
     ),
+    "DocumentCounts": "demur.retrieval.sync",
 }
 
 
@@ -61,6 +63,7 @@ __all__ = [
     "ChromaStore",
     "ConformalCutoff",
     "DemurEmbeddingFunction",
+    "DocumentCounts",
     "FailedChunk",
     "IndexProgress",
     "IndexReport",

@@ -25,6 +25,7 @@ from demur.errors import (
     MissingDependencyError,
     RetrievalError,
 )
+from demur.retrieval.sync import BOOKKEEPING
 from demur.types import Document
 
 try:
@@ -384,7 +385,8 @@ class ChromaRetriever(RetrieverBase):
         distances = (result.get("distances") or [[]])[0] or [None] * len(ids)
         documents = []
         for id_, text, metadata, distance in zip(ids, texts, metadatas, distances, strict=True):
-            meta = dict(metadata or {})
+            # What indexing records to stay in sync (document keys, hashes) is not the caller's.
+            meta = {k: v for k, v in (metadata or {}).items() if k not in BOOKKEEPING}
             source = meta.get("source")
             documents.append(
                 Document(

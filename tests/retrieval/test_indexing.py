@@ -28,7 +28,7 @@ from demur.retrieval import (
     read_sources,
     source_files,
 )
-from tests.retrieval import real_embedder, requires
+from tests.retrieval import Counting, real_embedder, requires
 
 CATS = "Cats are small carnivorous mammals that many people keep as pets."
 PARIS = "Paris is the capital and largest city of France."
@@ -119,12 +119,24 @@ def test_ids_are_stable_and_follow_the_text(corpus: Path) -> None:
     assert "everest" in changed
 
 
-def test_the_same_text_in_another_file_gets_another_id(tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_text(CATS, encoding="utf-8")
-    (tmp_path / "b.txt").write_text(CATS, encoding="utf-8")
-    a, b = read_sources([tmp_path / "a.txt", tmp_path / "b.txt"])
-    assert a.text == b.text
-    assert a.id != b.id
+def test_the_same_text_in_another_file_shares_its_ids_but_not_its_document(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.txt", "b.txt", "c.txt", "d.md"):
+        (tmp_path / name).write_text(f"# Cats\n\n{CATS}", encoding="utf-8")
+    a, b, c, d = read_sources([tmp_path])
+    assert a.text == b.text == d.text
+    assert a.id == b.id == c.id  # stored once
+    assert a.document == (tmp_path / "a.txt").resolve().as_posix()
+    assert len({a.document, b.document, c.document}) == 3
+    assert d.id != a.id  # the markdown file's chunks carry its title
+
+
+def test_ids_follow_the_chunking(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(" ".join(f"w{i}" for i in range(30)), encoding="utf-8")
+    small = [chunk.id for chunk in read_sources([tmp_path], chunk_size=10, overlap=2)]
+    large = [chunk.id for chunk in read_sources([tmp_path], chunk_size=20, overlap=2)]
+    assert not set(small) & set(large)
 
 
 def test_a_long_row_splits_into_numbered_chunks(tmp_path: Path) -> None:
@@ -350,13 +362,14 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
 
 
 def _counts(out: str) -> list[str]:
-    """The number columns of the summary table's minilm-l6 row."""
+    """The number columns of the summary table's minilm-l6 row: files added, updated, removed,
+    unchanged; chunks embedded, deleted, failed, in collection."""
     row = next(line for line in out.splitlines() if "demur-minilm-l6" in line)
-    return [cell.strip() for cell in row.split("│")[3:7]]
+    return [cell.strip() for cell in row.split("│")[3:11]]
 
 
 @requires("minilm-l6")
-def test_demur_index_indexes_and_resumes(
+def test_demur_index_indexes_syncs_and_prunes(
     corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = tmp_path / "chroma"
@@ -366,11 +379,68 @@ def test_demur_index_indexes_and_resumes(
     assert "3 file(s), 4 chunk(s)" in out
     assert "demur-minilm-l6" in out
     assert "skipped" in out and "facts.jsonl:2: no 'text' field" in out
-    assert _counts(out) == ["4", "0", "0", "4"]  # added, already there, failed, in collection
+    assert _counts(out) == ["3", "0", "0", "0", "4", "0", "0", "4"]
 
+    assert main(argv) == 0  # other chunk sizes, but the same (short) chunks
+    assert _counts(capsys.readouterr().out) == ["0", "0", "0", "3", "0", "0", "0", "4"]
+
+    (corpus / "france.txt").write_text(PARIS + " It lies on the Seine.", encoding="utf-8")
+    (corpus / "animals" / "cats.md").unlink()
     assert main(argv) == 0
-    assert _counts(capsys.readouterr().out) == ["0", "4", "0", "4"]
-    assert ChromaStore(store).count("minilm-l6") == 4
+    out = capsys.readouterr().out
+    assert _counts(out) == ["0", "1", "0", "1", "1", "1", "0", "4"]
+    assert "1 file(s) indexed from under these paths before are gone" in " ".join(out.split())
+    assert main([*argv, "--prune"]) == 0
+    out = capsys.readouterr().out
+    assert _counts(out) == ["0", "0", "1", "2", "0", "1", "0", "3"]
+    assert "--prune" not in out
+    texts = ChromaStore(store).collection("minilm-l6").get()["documents"] or []
+    assert [text for text in texts if "Paris" in text] == [PARIS + " It lies on the Seine."]
+    assert not any("Cats" in text for text in texts)
+
+
+@requires("minilm-l6")
+def test_demur_index_prints_progress_lines_without_a_terminal(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["index", str(corpus), "--embedders", "minilm-l6", "--store", str(tmp_path / "db")]
+    assert main([*argv, "--batch-size", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    progress = [line for line in lines if line.startswith("embedding with minilm-l6: ")]
+    assert [line.split(",")[0] for line in progress] == [
+        "embedding with minilm-l6: 0/4 chunks (0%)",
+        "embedding with minilm-l6: 1/4 chunks (25%)",
+        "embedding with minilm-l6: 2/4 chunks (50%)",
+        "embedding with minilm-l6: 3/4 chunks (75%)",
+        "embedding with minilm-l6: 4/4 chunks (100%)",
+    ]
+    assert progress[-1].endswith("s")  # the time taken
+
+
+def test_an_interrupted_demur_index_says_what_was_saved_and_how_to_resume(
+    corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        demur.embedders, "shared_embedder", lambda name: Counting(name, interrupt_at=3)
+    )
+    store = tmp_path / "db"
+    argv = ["index", str(corpus), "--embedders", "toy", "--store", str(store), "--batch-size", "1"]
+    assert main(argv) == 130
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert (
+        f"interrupted: 2 of 4 chunk(s) to embed with toy were written to {store} and are kept. "
+        "Rerun the same command to resume" in out
+    )
+    assert "demur: interrupted" in captured.err
+    assert ChromaStore(store).count("toy") == 2
+
+    monkeypatch.setattr(demur.embedders, "shared_embedder", lambda name: Counting(name))
+    assert main(argv) == 0
+    assert ChromaStore(store).count("toy") == 4
 
 
 @requires(*BUILTIN_EMBEDDERS)
