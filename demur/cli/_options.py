@@ -26,7 +26,7 @@ SettingsT = TypeVar("SettingsT", bound="BaseModel")
 
 
 def add_router_options(sub: argparse.ArgumentParser) -> None:
-    """--config, --traces and --trace-file: for the commands that build a router."""
+    """--config, --traces, --trace-file, --allow-empty-store: for commands that build a router."""
     sub.add_argument("--config", type=Path, help="router config (.yaml or .toml)")
     sub.add_argument(
         "--traces",
@@ -34,6 +34,12 @@ def add_router_options(sub: argparse.ArgumentParser) -> None:
         help="trace exporter (default: the config's; otlp reads OTEL_EXPORTER_OTLP_*)",
     )
     sub.add_argument("--trace-file", help="JSON-lines trace file (default .demur/traces.jsonl)")
+    sub.add_argument(
+        "--allow-empty-store",
+        action="store_true",
+        help="start even if the retrieval store or a collection is missing or empty "
+        "(answers closed-book until it is indexed)",
+    )
 
 
 class _Renamed(argparse.Action):
@@ -75,10 +81,14 @@ def add_queue_options(sub: argparse.ArgumentParser) -> None:
 
 
 def router_config(args: argparse.Namespace) -> RouterConfig:
-    """The config named by --config, or the embedded defaults."""
+    """The config named by --config, or the embedded defaults; --allow-empty-store applied."""
     from demur.config import default_config, load_config
 
-    return default_config() if args.config is None else load_config(args.config)
+    config = default_config() if args.config is None else load_config(args.config)
+    if getattr(args, "allow_empty_store", False) and config.retrieval is not None:
+        retrieval = config.retrieval.model_copy(update={"allow_empty_store": True})
+        config = config.model_copy(update={"retrieval": retrieval})
+    return config
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from demur.config.schema import (
     RetrievalConfig,
     RouterConfig,
 )
-from demur.errors import ConfigError
+from demur.errors import ConfigError, RetrievalError
 from demur.estimators.registry import build_estimator as build_registered_estimator
 from demur.policies.ladder import Ladder
 from demur.protocols import Estimator, Grounding, Model, Retriever
@@ -139,6 +139,15 @@ def build_retrieval(config: RetrievalConfig) -> tuple[list[Retriever], Grounding
     store = ChromaStore(config.store, url=config.url, prefix=config.prefix)
     retrievers: list[Retriever] = []
     for name in config.embedders:
+        if not config.allow_empty_store:
+            # A missing or empty collection would quietly answer every question closed-book.
+            try:
+                store.check_indexed(name)
+            except RetrievalError as exc:
+                raise type(exc)(
+                    f"retrieval: {exc}. Or, to answer closed-book until it is indexed, set "
+                    "`allow_empty_store: true` in the retrieval section (--allow-empty-store)"
+                ) from None
         cutoff = None
         if name in config.cutoffs:
             cutoff = ConformalCutoff.load(config.cutoffs[name]).cutoff

@@ -268,6 +268,9 @@ class RetrievalConfig(_Section):
     cutoffs: dict[str, str] = Field(default_factory=dict)
     """Fitted ConformalCutoff files by embedder, applied by `retrieve_more: {cutoff: true}`."""
     grounding: GroundingConfig = GroundingConfig()
+    allow_empty_store: bool = False
+    """Build even when the store or a collection is missing or empty, answering closed-book
+    (each retrieval records its error) instead of refusing to start."""
 
     @model_validator(mode="after")
     def _names(self) -> RetrievalConfig:

@@ -234,14 +234,25 @@ class ChromaStore:
             where = f" --store {self.path}"
         return f"demur index PATH --embedders {embedder_name}{where}"
 
+    @property
+    def exists(self) -> bool:
+        """False for a store folder that does not exist (yet); a server is assumed to exist."""
+        return self.url is not None or self._folder.is_dir()
+
     def collection(self, embedder: Embedder | str, *, create: bool = False) -> Collection:
         """The chromadb collection of `embedder` (a name or an Embedder), created if `create`.
 
-        Raises RetrievalError naming the collection and the fix when it does not exist, and
-        when chroma fails.
+        Only `create` creates the store's folder. Raises RetrievalError naming the collection
+        and the fix when it does not exist, and when chroma fails.
         """
         embedder_name = embedder if isinstance(embedder, str) else embedder.name
         name = self.collection_name(embedder_name)
+        if not create and not self.exists:
+            raise RetrievalError(
+                f"the chroma collection '{name}' does not exist in {self.location}: there is "
+                f"no store there (no such folder; check the path). Index your documents "
+                f"first: {self.index_hint(embedder_name)}"
+            )
         # chroma's client is typed for functions of any input; this one takes documents only.
         function = cast("EmbeddingFunction[Embeddable]", DemurEmbeddingFunction(embedder))
         client = self.client
@@ -266,6 +277,30 @@ class ChromaStore:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
+    def check_indexed(self, embedder_name: str) -> int:
+        """How many chunks `embedder_name`'s collection holds, refusing none.
+
+        Raises RetrievalError when the store or the collection does not exist, and
+        EmptyCollectionError when it is empty, each naming the `demur index` command that
+        fills it. Creates nothing and loads no model.
+        """
+        name = self.collection_name(embedder_name)
+        try:
+            count = self.collection(embedder_name).count()
+        except RetrievalError:
+            raise
+        except Exception as exc:
+            raise RetrievalError(
+                f"could not count the chroma collection '{name}' in {self.location}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if count == 0:
+            raise EmptyCollectionError(
+                f"the chroma collection '{name}' in {self.location} is empty. Index your "
+                f"documents first: {self.index_hint(embedder_name)}"
+            )
+        return count
+
     def retriever(
         self, embedder: Embedder | str, *, cutoff: float | None = None
     ) -> ChromaRetriever:
@@ -276,6 +311,8 @@ class ChromaStore:
     def count(self, embedder_name: str) -> int:
         """How many chunks `embedder_name`'s collection holds; 0 when it does not exist."""
         name = self.collection_name(embedder_name)
+        if not self.exists:
+            return 0
         try:
             return self.client.get_collection(name, embedding_function=None).count()
         except NotFoundError:
@@ -289,6 +326,8 @@ class ChromaStore:
     def delete(self, embedder_name: str) -> None:
         """Delete `embedder_name`'s collection and its vectors; nothing happens if it is absent."""
         name = self.collection_name(embedder_name)
+        if not self.exists:
+            return
         try:
             self.client.delete_collection(name)
         except NotFoundError:

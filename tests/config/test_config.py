@@ -289,7 +289,8 @@ def test_a_config_shares_one_embedder_between_its_retriever_and_estimators(tmp_p
         "  - {name: groundedness, method: embedding, embedder: minilm-l6}\n"
         "  - {name: agreement, similarity: embedding, embedder: minilm-l6}\n",
     )
-    text += f"retrieval: {{embedders: [minilm-l6], store: {tmp_path / 'chroma'}}}\n"
+    store = tmp_path / "chroma"
+    text += f"retrieval: {{embedders: [minilm-l6], store: {store}, allow_empty_store: true}}\n"
     router = load_router(write(tmp_path, text))
     retriever_embedder = router.retrievers["minilm-l6"].embedder
     assert all(e.embedder is retriever_embedder for e in router.estimators)

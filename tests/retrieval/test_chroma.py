@@ -305,6 +305,32 @@ async def test_an_empty_collection_says_so_with_the_same_fix(store: ChromaStore)
     assert "demur index PATH --embedders toy" in str(caught.value)
 
 
+def test_a_store_that_does_not_exist_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    store = ChromaStore(tmp_path / "chrom")  # a typo for "chroma"
+    with pytest.raises(RetrievalError) as caught:
+        store.retriever(Hashing("toy", 8)).retrieve("question", 1)
+    message = str(caught.value)
+    assert f"'demur-toy' does not exist in {store.path}: there is no store there" in message
+    assert f"demur index PATH --embedders toy --store {store.path}" in message
+    with pytest.raises(RetrievalError, match="no store there"):
+        store.check_indexed("toy")
+    assert store.count("toy") == 0
+    store.delete("toy")
+    assert not store.path.exists()
+
+
+def test_check_indexed_refuses_missing_and_empty_collections(store: ChromaStore) -> None:
+    store.collection(Hashing("other", 8), create=True)  # the store exists, not this collection
+    with pytest.raises(RetrievalError, match="'demur-toy' does not exist") as missing:
+        store.check_indexed("toy")
+    assert not isinstance(missing.value, EmptyCollectionError)
+    store.collection(Hashing("toy", 8), create=True)
+    with pytest.raises(EmptyCollectionError, match="'demur-toy' .* is empty. Index your"):
+        store.check_indexed("toy")
+    fill(store, Hashing("toy", 8))
+    assert store.check_indexed("toy") == len(PASSAGES)
+
+
 def test_the_default_store_needs_no_store_flag_in_the_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,7 +338,7 @@ def test_the_default_store_needs_no_store_flag_in_the_hint(
     with pytest.raises(RetrievalError) as caught:
         ChromaStore().retriever(Hashing("toy", 8)).retrieve("question", 1)
     assert str(caught.value).endswith("demur index PATH --embedders toy")
-    assert (tmp_path / ".demur" / "chroma").is_dir()
+    assert not (tmp_path / ".demur").exists()  # querying creates no store
 
 
 def test_chroma_failures_are_wrapped_with_what_failed(store: ChromaStore) -> None:
