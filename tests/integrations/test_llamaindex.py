@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 pytest.importorskip("llama_index.core")
 from llama_index.core import Document as LlamaDocument
@@ -203,6 +205,13 @@ def traced() -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def logged() -> tuple[LoggerProvider, InMemoryLogRecordExporter]:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     return provider, exporter
 
 
@@ -610,8 +619,13 @@ def test_instrumentation_scores_llm_calls_and_nests_under_the_callers_span(index
     provider, exporter = traced
     evaluations: list[Any] = []
     engine = index.as_query_engine(llm=FixedLLM(probability=0.9), similarity_top_k=3)
+    logger_provider, logs = logged()
     with (
-        instrument(tracer_provider=provider, on_evaluation=evaluations.append),
+        instrument(
+            tracer_provider=provider,
+            logger_provider=logger_provider,
+            on_evaluation=evaluations.append,
+        ),
         provider.get_tracer("app").start_as_current_span("caller"),
     ):
         response = engine.query(QUESTION)
@@ -627,7 +641,12 @@ def test_instrumentation_scores_llm_calls_and_nests_under_the_callers_span(index
     assert "llama_index RetrieverQueryEngine.query" in ancestors
     assert ancestors[-1] == "caller"
     assert evaluate.attributes["demur.confidence"] == pytest.approx(0.9)
-    results = {e.attributes["gen_ai.evaluation.name"]: e.attributes for e in evaluate.events}
+    assert evaluate.attributes["demur.score.mean_logprob"] == pytest.approx(0.9)
+    # The evaluation events belong to the LLM call they score, as the GenAI conventions ask.
+    [call] = [s for s in spans if s.name == "llama_index FixedLLM.complete"]
+    records = [r.log_record for r in logs.get_finished_logs()]
+    assert {r.span_id for r in records} == {call.context.span_id}
+    results = {r.attributes["gen_ai.evaluation.name"]: r.attributes for r in records}
     assert results["mean_logprob"]["gen_ai.evaluation.score.value"] == pytest.approx(0.9)
     assert evaluation.trace_id == format(evaluate.context.trace_id, "032x")
 
@@ -635,8 +654,14 @@ def test_instrumentation_scores_llm_calls_and_nests_under_the_callers_span(index
 def test_instrumentation_records_unavailable_scores_without_logprobs(traced):
     provider, exporter = traced
     evaluations: list[Any] = []
+    logger_provider, logs = logged()
     with (
-        instrument(tracer_provider=provider, spans=False, on_evaluation=evaluations.append),
+        instrument(
+            tracer_provider=provider,
+            logger_provider=logger_provider,
+            spans=False,
+            on_evaluation=evaluations.append,
+        ),
         provider.get_tracer("app").start_as_current_span("caller") as caller,
     ):
         MockLLM(max_tokens=3).complete("Who wrote Emma?")
@@ -646,7 +671,9 @@ def test_instrumentation_records_unavailable_scores_without_logprobs(traced):
     [evaluate] = [s for s in exporter.get_finished_spans() if s.name.startswith("demur.eval")]
     assert evaluate.parent.span_id == caller.get_span_context().span_id
     assert "demur.confidence" not in evaluate.attributes
-    labels = [e.attributes["gen_ai.evaluation.score.label"] for e in evaluate.events]
+    records = [r.log_record for r in logs.get_finished_logs()]
+    assert {r.span_id for r in records} == {evaluate.context.span_id}  # no LLM span to parent
+    labels = [r.attributes["gen_ai.evaluation.score.label"] for r in records]
     assert labels == ["unavailable", "unavailable"]
 
 

@@ -13,10 +13,12 @@ Two handlers on a LlamaIndex dispatcher (llama_index.core.instrumentation):
 - `DemurEventHandler` scores every LLM chat and completion end event with estimators that need
   no model call (MeanTokenLogprob and MinTokenProb by default) and emits a `demur.evaluate`
   span: gen_ai.operation.name, gen_ai.request.model, token usage when known, demur.confidence
-  (the scores combined), and one gen_ai.evaluation.result event per score, as routes record
-  them. An LLM that gives no logprobs has its scores recorded as "unavailable". The span's
-  parent is the mirrored span of the LLM call when a DemurSpanHandler is attached, else the
-  caller's active span. A call LlamaIndex reports several times (CustomLLM's `achat` calls
+  (the scores combined) and demur.score.{estimator}, as routes record them, and one
+  gen_ai.evaluation.result event per score through the OpenTelemetry Logs API. An LLM that
+  gives no logprobs has its scores recorded as "unavailable". The span's parent, and the
+  events' as the GenAI conventions ask, is the mirrored span of the LLM call when a
+  DemurSpanHandler is attached; else the caller's active span holds the span, and the span
+  the events. A call LlamaIndex reports several times (CustomLLM's `achat` calls
   `chat`, which calls `complete`) is scored once, from the innermost report, which keeps the
   logprobs. A call already running when the handler was attached is not scored: only calls
   whose start it observed are.
@@ -50,6 +52,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index_instrumentation import get_dispatcher
 from llama_index_instrumentation.dispatcher import Dispatcher
 from opentelemetry import trace
+from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import PrivateAttr
 
@@ -57,6 +60,7 @@ from demur._version import __version__
 from demur.errors import ConfigError
 from demur.integrations.llamaindex.llm import to_completion, usage_of
 from demur.protocols import Attempt, Estimator
+from demur.router.tracing import RouteTracing
 from demur.scoring import CombineMethod, ScoreCombiner, score_in_process
 from demur.types import Candidate, Query, Score
 
@@ -227,7 +231,7 @@ class DemurEventHandler(BaseEventHandler):
 
     _estimators: tuple[Estimator, ...] = PrivateAttr()
     _combiner: ScoreCombiner = PrivateAttr()
-    _tracer: trace.Tracer = PrivateAttr()
+    _tracing: RouteTracing = PrivateAttr()
     _span_handler: DemurSpanHandler | None = PrivateAttr(default=None)
     _on_evaluation: Callable[[LLMEvaluation], object] | None = PrivateAttr(default=None)
     _models: collections.OrderedDict[str, str] = PrivateAttr()
@@ -241,6 +245,7 @@ class DemurEventHandler(BaseEventHandler):
         *,
         combine: CombineMethod | ScoreCombiner = "mean",
         tracer_provider: trace.TracerProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
         span_handler: DemurSpanHandler | None = None,
         on_evaluation: Callable[[LLMEvaluation], object] | None = None,
     ) -> None:
@@ -248,7 +253,9 @@ class DemurEventHandler(BaseEventHandler):
         chosen = _default_estimators() if estimators is None else tuple(estimators)
         self._estimators = _check_estimators(chosen)
         self._combiner = combine if isinstance(combine, ScoreCombiner) else ScoreCombiner(combine)
-        self._tracer = trace.get_tracer("demur", __version__, tracer_provider)
+        self._tracing = RouteTracing(
+            tracer_provider=tracer_provider, logger_provider=logger_provider
+        )
         self._span_handler = span_handler
         self._on_evaluation = on_evaluation
         self._models = collections.OrderedDict()
@@ -364,20 +371,12 @@ class DemurEventHandler(BaseEventHandler):
             attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         if confidence is not None:
             attributes["demur.confidence"] = confidence
-        span = self._tracer.start_span(
+        span = self._tracing.tracer.start_span(
             f"demur.evaluate {model}", context=context, attributes=attributes
         )
+        evaluated = parent.get_span_context() if parent is not None else None
         for score in scores:
-            record: dict[str, Any] = {"gen_ai.evaluation.name": score.estimator}
-            if score.confidence is not None:
-                record["gen_ai.evaluation.score.value"] = score.confidence
-            if score.status != "ok":
-                record["gen_ai.evaluation.score.label"] = score.status
-                if score.detail:
-                    record["gen_ai.evaluation.explanation"] = score.detail
-            if score.status == "failed":
-                record["error.type"] = "failed"
-            span.add_event("gen_ai.evaluation.result", record)
+            self._tracing.record_score(span, score, evaluated)
         span.end()
         span_context = span.get_span_context()
         return format(span_context.trace_id, "032x") if span_context.is_valid else None
@@ -420,6 +419,7 @@ def instrument(
     spans: bool = True,
     combine: CombineMethod | ScoreCombiner = "mean",
     tracer_provider: trace.TracerProvider | None = None,
+    logger_provider: LoggerProvider | None = None,
     on_evaluation: Callable[[LLMEvaluation], object] | None = None,
 ) -> Instrumentation:
     """Attach a DemurEventHandler (and, with `spans`, a DemurSpanHandler) to `dispatcher`.
@@ -433,6 +433,7 @@ def instrument(
         estimators,
         combine=combine,
         tracer_provider=tracer_provider,
+        logger_provider=logger_provider,
         span_handler=span_handler,
         on_evaluation=on_evaluation,
     )
