@@ -1,7 +1,8 @@
 """The router's own cost per route, against calling the same instant model directly.
 
-Tracing is on: real SDK tracer and meter providers, spans batched to an exporter that drops
-them, so the figure includes span creation, attributes, events and metric recording. For
+Tracing is on: real SDK tracer, meter and logger providers, spans and evaluation events
+batched to exporters that drop them, so the figure includes span creation, attributes,
+events and metric recording. For
 context the same router also runs with OpenTelemetry's no-op providers (tracing off).
 The three loops run in one process, interleaved call by call, and we report the median of
 the per-round medians.
@@ -18,6 +19,12 @@ import time
 from collections.abc import Sequence
 
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -39,6 +46,23 @@ class DroppingExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+class DroppingLogExporter(LogRecordExporter):
+    """Receives batches of events like a real exporter and throws them away."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.records += len(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        return None
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -49,19 +73,23 @@ async def measure(routes: int, rounds: int) -> dict[str, object]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=65536))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    events = DroppingLogExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(events, max_queue_size=65536))
     model = ScriptedModel("weak", [Reply.confident("Paris", 0.9)])
     strong = ScriptedModel("strong", [Reply.confident("Paris", 0.9)])
 
-    def router(tracer: object, meter: object) -> Router:
+    def router(tracer: object, meter: object, logger: object = None) -> Router:
         return Router(
             [model, strong],
             estimators=[MeanTokenLogprob()],
             policy=Ladder(0.5, rungs=[Escalate("strong")]),
             tracer_provider=tracer,  # type: ignore[arg-type]
             meter_provider=meter,  # type: ignore[arg-type]
+            logger_provider=logger,  # type: ignore[arg-type]
         )
 
-    traced = router(tracer_provider, meter_provider)
+    traced = router(tracer_provider, meter_provider, logger_provider)
     untraced = router(NoOpTracerProvider(), NoOpMeterProvider())
     query = Query("What is the capital of France?")
     request = traced.request_for("weak", query)
@@ -89,6 +117,7 @@ async def measure(routes: int, rounds: int) -> dict[str, object]:
             samples[key] += values
             medians[key].append(statistics.median(values))
     tracer_provider.shutdown()
+    logger_provider.shutdown()
     direct = statistics.median(medians["direct"])
     traced_median = statistics.median(medians["traced"])
     untraced_median = statistics.median(medians["untraced"])
@@ -106,6 +135,7 @@ async def measure(routes: int, rounds: int) -> dict[str, object]:
         "untraced_routed_median_us": round(untraced_median, 1),
         "untraced_overhead_median_us": round(untraced_median - direct, 1),
         "spans_per_route": exporter.spans // max(1, routes * (rounds + 1)),
+        "events_per_route": events.records // max(1, routes * (rounds + 1)),
     }
 
 

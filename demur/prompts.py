@@ -10,6 +10,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from demur._construct import construct
 from demur.types import GenerationRequest, Message, Query
 
 DEFAULT_SYSTEM = (
@@ -94,16 +95,18 @@ class ChatPrompt(BaseModel):
 
     def _user(self, question: str, context: str | None) -> Message:
         template = self.user_with_context if context else self.user
-        return Message(role="user", content=template.format(question=question, context=context))
+        content = template.format(question=question, context=context)
+        return construct(Message, role="user", content=content)
 
     def render(self, query: Query) -> GenerationRequest:
+        # Every part is a validated string: the messages are built without validating again.
         context = _context_block(query) or None
-        messages = [Message(role="system", content=self.system)] if self.system else []
+        messages = [construct(Message, role="system", content=self.system)] if self.system else []
         for example in self.examples:
             messages.append(self._user(example.question, example.context if context else None))
-            messages.append(Message(role="assistant", content=example.answer))
+            messages.append(construct(Message, role="assistant", content=example.answer))
         messages.append(self._user(query.question, context))
-        return GenerationRequest(messages=tuple(messages), stop=self.stop)
+        return construct(GenerationRequest, messages=tuple(messages), stop=self.stop)
 
 
 class CompletionPrompt(BaseModel):
@@ -127,4 +130,4 @@ class CompletionPrompt(BaseModel):
             self._block(e.question, e.context if context else None, e.answer) for e in self.examples
         ]
         shots.append(self._block(query.question, context, None))
-        return GenerationRequest(prompt="\n\n".join(shots), stop=self.stop)
+        return construct(GenerationRequest, prompt="\n\n".join(shots), stop=self.stop)

@@ -30,6 +30,7 @@ GUIDE = "see docs/architecture.md"
 LAYERS: dict[str, int] = {
     "demur._version": 0,
     "demur._lazy": 0,
+    "demur._construct": 0,
     "demur.errors": 0,
     "demur.types": 1,
     "demur.prompts": 1,

@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanContext
 
+from demur._construct import construct, replace
 from demur.errors import ContextOverflowError, EstimatorError, ModelError, did_you_mean
 from demur.protocols import (
     Attempt,
@@ -92,7 +93,8 @@ class AttemptRunner:
         self, index: int, model: str, run: _BranchRun, ledger: Ledger, started: float
     ) -> Step:
         branch = run.branch
-        return Step.model_construct(
+        return construct(
+            Step,
             index=index,
             model=model,
             candidate=branch.candidate,
@@ -144,7 +146,8 @@ class AttemptRunner:
         span.set_attribute("demur.branch", selection.branch or "")
         if chosen is None or chosen.branch.candidate is None:
             failed = next((r.branch for r in runs if r.branch.error is not None), None)
-            return Step.model_construct(
+            return construct(
+                Step,
                 index=index,
                 model=model.name,
                 branches=branches,
@@ -156,7 +159,8 @@ class AttemptRunner:
                 cost=ledger.cost,
                 latency_s=time.perf_counter() - started,
             )
-        return Step.model_construct(
+        return construct(
+            Step,
             index=index,
             model=model.name,
             candidate=chosen.branch.candidate,
@@ -197,7 +201,7 @@ class AttemptRunner:
             documents = retrieval.documents
         elif plan.use_context:
             documents = tuple(
-                Document.model_construct(id=f"context-{i}", text=text)
+                construct(Document, id=f"context-{i}", text=text)
                 for i, text in enumerate(query.context)
             )
         else:
@@ -205,7 +209,8 @@ class AttemptRunner:
         try:
             answered = await self._answer(model, plan, query, documents, retrieval, deadline)
         except ModelError as exc:
-            branch = Branch.model_construct(
+            branch = construct(
+                Branch,
                 name=plan.name,
                 retrieval=retrieval,
                 error=str(exc),
@@ -241,7 +246,8 @@ class AttemptRunner:
         if raw is not None and self.calibrator is not None:
             confidence = min(1.0, max(0.0, float(self.calibrator.calibrate(raw))))
             calibrated = True
-        branch = Branch.model_construct(
+        branch = construct(
+            Branch,
             name=plan.name,
             candidate=candidate,
             scores=scores,
@@ -261,7 +267,7 @@ class AttemptRunner:
         update: dict[str, Any] = {"context": context}
         if plan.question is not None:
             update["question"] = plan.question
-        return query.model_copy(update=update)
+        return replace(query, **update)
 
     async def _answer(
         self,
@@ -295,7 +301,7 @@ class AttemptRunner:
                 if not kept:
                     raise
                 original = original or documents[0].text
-                documents = (documents[0].model_copy(update={"text": kept}),)
+                documents = (replace(documents[0], text=kept),)
                 notes = [
                     f"passage trimmed from {len(original):,} to {len(kept):,} characters to fit "
                     f"{model.name}'s context window"
@@ -358,7 +364,8 @@ class AttemptRunner:
     ) -> Candidate:
         price = model.price
         main = generation.completions[0]
-        return Candidate.model_construct(
+        return construct(
+            Candidate,
             text=main.text.strip(),
             model=model.name,
             tokens=main.tokens,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from demur._construct import construct
 from demur.errors import ContextOverflowError, RouteError
 from demur.protocols import RouterSpec, RouteState
 from demur.queue.base import CandidateAnswer, TicketRequest
@@ -24,7 +25,7 @@ from demur.types import (
     Verdict,
 )
 
-# Verdicts are built with model_construct: every field comes from values already validated
+# Verdicts are built with `construct`: every field comes from values already validated
 # (Steps, Scores, a Decision), and validating again costs on every route.
 
 
@@ -124,7 +125,8 @@ def ticket_request(
 
 
 def pending_verdict(ticket_id: str, steps: Sequence[Step], **common: Any) -> Verdict:
-    return Verdict.model_construct(
+    return construct(
+        Verdict,
         status="pending",
         ticket_id=ticket_id,
         message="A person will review this question.",
@@ -138,7 +140,8 @@ def pending_verdict(ticket_id: str, steps: Sequence[Step], **common: Any) -> Ver
 def answered_verdict(action: Accept, steps: Sequence[Step], **common: Any) -> Verdict:
     chosen = steps[steps[-1].index if action.step is None else action.step]
     assert chosen.candidate is not None
-    return Verdict.model_construct(
+    return construct(
+        Verdict,
         status="answered",
         answer=chosen.candidate.text,
         confidence=chosen.confidence,
@@ -156,7 +159,8 @@ def abstained_verdict(message: str, steps: Sequence[Step], **common: Any) -> Ver
         raise ContextOverflowError(
             f"the question does not fit any model that was tried: {overflow}"
         )
-    return Verdict.model_construct(
+    return construct(
+        Verdict,
         status="abstained",
         message=message,
         confidence=steps[-1].confidence,

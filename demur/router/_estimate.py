@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
+from demur._construct import replace
 from demur.protocols import Attempt, Estimator, Model
 from demur.router.tracing import RouteTracing
 from demur.scoring import run_estimator
@@ -50,7 +51,7 @@ async def _estimate(
     started = time.perf_counter()
     if estimator.in_process:
         score = await run_estimator(estimator, attempt, timeout_s, _record_on_current_span)
-        return score.model_copy(update={"duration_s": time.perf_counter() - started})
+        return replace(score, duration_s=time.perf_counter() - started)
     calls = 0
     outer = attempt.caller
     if outer is not None:
@@ -69,7 +70,7 @@ async def _estimate(
         score = await run_estimator(estimator, attempt, timeout_s, span.record_exception)
         if score.status in ("failed", "timeout") and span.is_recording():
             span.set_status(Status(StatusCode.ERROR, score.detail or score.status))
-    return score.model_copy(update={"duration_s": time.perf_counter() - started, "calls": calls})
+    return replace(score, duration_s=time.perf_counter() - started, calls=calls)
 
 
 def _record_on_current_span(exc: BaseException) -> None:

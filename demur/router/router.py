@@ -18,6 +18,7 @@ from opentelemetry import metrics, trace
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import Span
 
+from demur._construct import replace
 from demur.errors import ConfigError, UsageError, did_you_mean
 from demur.grounding.rag import Rag
 from demur.prompts import ChatPrompt, Prompt
@@ -215,7 +216,7 @@ class Router:
         """The request the router sends `model` for `query`."""
         prompt, settings = self._requests[model]
         request = prompt.render(query)
-        return request.model_copy(update=settings)
+        return replace(request, **settings)
 
     # --- the route loop ----------------------------------------------------------------------
 
@@ -259,7 +260,7 @@ class Router:
                     has_queue=self.spec.has_queue,
                 )
                 decision = _engine.enforce(self.policy.decide(state), state, self.spec, policy)
-                steps[-1] = step = step.model_copy(update={"decision": decision})
+                steps[-1] = step = replace(step, decision=decision)
                 self.tracing.decision(root, policy, step, decision)
                 action = decision.action
                 if isinstance(action, Escalate):
