@@ -1,5 +1,9 @@
 """How long `import demur` takes, in fresh interpreters, and what it drags in.
 
+The baseline is what demur cannot do without: pydantic's BaseModel, the OpenTelemetry trace
+API and asyncio, imported in a fresh interpreter the same way. The two probes alternate, and
+the ratio is of their medians.
+
 python -m benchmarks.bench_import [--repeats 15] [--json out.json]
 """
 
@@ -25,29 +29,41 @@ HEAVY = (
     "opentelemetry.sdk",
 )
 
-PROBE = f"""
+BASELINE = "from pydantic import BaseModel; from opentelemetry import trace; import asyncio"
+
+PROBE = """
 import sys, time
 t = time.perf_counter()
-import demur
+{statement}
 elapsed = time.perf_counter() - t
-heavy = [m for m in {HEAVY!r} if m in sys.modules]
+heavy = [m for m in {heavy!r} if m in sys.modules]
 print(elapsed * 1000, ",".join(heavy))
 """
 
 
+def probe(statement: str) -> tuple[float, str]:
+    code = PROBE.format(statement=statement, heavy=HEAVY)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(out[0]), out[1] if len(out) > 1 else ""
+
+
 def measure(repeats: int) -> dict[str, object]:
-    times, heavy = [], ""
+    times, baseline, heavy = [], [], ""
     for _ in range(repeats):
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
-        ).stdout.split()
-        times.append(float(out[0]))
-        heavy = out[1] if len(out) > 1 else ""
+        elapsed, heavy = probe("import demur")
+        times.append(elapsed)
+        baseline.append(probe(BASELINE)[0])
+    median, base = statistics.median(times), statistics.median(baseline)
     return {
         "repeats": repeats,
-        "median_ms": round(statistics.median(times), 1),
+        "median_ms": round(median, 1),
         "min_ms": round(min(times), 1),
         "max_ms": round(max(times), 1),
+        "baseline": BASELINE,
+        "baseline_median_ms": round(base, 1),
+        "ratio_to_baseline": round(median / base, 2),
         "heavy_modules_imported": heavy.split(",") if heavy else [],
     }
 

@@ -4,9 +4,10 @@ Wrap a model call, estimate how far the answer can be trusted, and act on it by 
 answer, retrieve more, escalate to a stronger model, hand the question to a person, or abstain.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from demur._lazy import lazy_exports as _lazy_exports
 from demur._version import __version__
-from demur.adapters.models.scripted import Reply, ScriptedModel
 from demur.bases import EstimatorBase, GroundingBase, ModelBase, PolicyBase, RetrieverBase
 from demur.errors import (
     ConfigError,
@@ -52,23 +53,8 @@ from demur.protocols import (
     RouteState,
     Selection,
 )
-from demur.queue import (
-    Claim,
-    InvalidPayload,
-    InvalidTransition,
-    LeaseExpired,
-    Resolution,
-    ResolutionWatcher,
-    ReviewQueue,
-    SqliteQueue,
-    Ticket,
-    TicketNotFound,
-    TicketRequest,
-    Webhook,
-    await_verdict,
-    verify_webhook,
-    wait_verdict,
-)
+from demur.queue.base import Claim, Resolution, ReviewQueue, Ticket, TicketRequest
+from demur.queue.errors import InvalidPayload, InvalidTransition, LeaseExpired, TicketNotFound
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
@@ -99,8 +85,49 @@ from demur.types import (
     Verdict,
 )
 
+if _TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers
+    from demur.adapters.models.llama_cpp import LlamaCppModel
+    from demur.adapters.models.openai_http import OpenAICompatibleModel
+    from demur.adapters.models.scripted import Reply, ScriptedModel
+    from demur.calibration.bundle import CalibrationBundle
+    from demur.calibration.calibrators import (
+        HistogramBinningCalibrator,
+        IsotonicCalibrator,
+        PlattCalibrator,
+        load_calibrator,
+    )
+    from demur.calibration.conformal import ConformalThreshold
+    from demur.config import RouterConfig, load_config, load_router
+    from demur.embedders import CachedEmbedder, register_embedder, shared_embedder
+    from demur.estimators.consistency import SampleAgreement
+    from demur.estimators.ensemble import Ensemble, load_ensemble
+    from demur.estimators.groundedness import Groundedness
+    from demur.estimators.judge import LLMJudge
+    from demur.estimators.ptrue import PTrue
+    from demur.estimators.retrieval import RetrievalSimilarity
+    from demur.estimators.sar import RelevanceWeightedNLL
+    from demur.estimators.semantic import Degree, Eccentricity, EigV, NumSets, SemanticEntropy
+    from demur.estimators.verbal import VerbalizedConfidence
+    from demur.grounding.confident_rag import ConfidentRag
+    from demur.grounding.situated import Situated
+    from demur.queue.postgres import PostgresQueue
+    from demur.queue.sqlite import SqliteQueue
+    from demur.queue.waiting import await_verdict, wait_verdict
+    from demur.queue.watcher import ResolutionWatcher, Webhook, verify_webhook
+    from demur.retrieval.chroma import ChromaRetriever, ChromaStore
+    from demur.retrieval.cutoff import ConformalCutoff
+    from demur.telemetry import JsonLinesSpanExporter, Telemetry, configure_telemetry
+
 # Exported lazily: these modules cost import time that most users of the router never need.
 _LAZY = {
+    "Reply": "demur.adapters.models.scripted",
+    "ScriptedModel": "demur.adapters.models.scripted",
+    "SqliteQueue": "demur.queue.sqlite",
+    "ResolutionWatcher": "demur.queue.watcher",
+    "Webhook": "demur.queue.watcher",
+    "verify_webhook": "demur.queue.watcher",
+    "await_verdict": "demur.queue.waiting",
+    "wait_verdict": "demur.queue.waiting",
     "CachedEmbedder": "demur.embedders",
     "CalibrationBundle": "demur.calibration.bundle",
     "ChromaRetriever": "demur.retrieval.chroma",

@@ -23,16 +23,29 @@ from demur.queue.errors import (
     QueueUnavailable,
     TicketNotFound,
 )
-from demur.queue.sqlite import SqliteQueue
-from demur.queue.waiting import await_verdict, verdict_from_ticket, wait_verdict
-from demur.queue.watcher import ResolutionWatcher, Webhook, sign_webhook, verify_webhook
-
 if TYPE_CHECKING:
     from demur.queue.postgres import PostgresQueue
+    from demur.queue.sqlite import SqliteQueue
+    from demur.queue.waiting import await_verdict, verdict_from_ticket, wait_verdict
+    from demur.queue.watcher import ResolutionWatcher, Webhook, sign_webhook, verify_webhook
 
-# psycopg is an optional extra: the PostgreSQL backend is imported only when asked for.
-__getattr__, __dir__ = _lazy_exports(__name__, globals(), {"PostgresQueue": "demur.queue.postgres"})
-
+# The backends, waiting and webhooks load on first use: a router only needs the base types, and
+# psycopg (the PostgreSQL backend) is an optional extra.
+__getattr__, __dir__ = _lazy_exports(
+    __name__,
+    globals(),
+    {
+        "PostgresQueue": "demur.queue.postgres",
+        "SqliteQueue": "demur.queue.sqlite",
+        "await_verdict": "demur.queue.waiting",
+        "verdict_from_ticket": "demur.queue.waiting",
+        "wait_verdict": "demur.queue.waiting",
+        "ResolutionWatcher": "demur.queue.watcher",
+        "Webhook": "demur.queue.watcher",
+        "sign_webhook": "demur.queue.watcher",
+        "verify_webhook": "demur.queue.watcher",
+    },
+)
 
 __all__ = [
     "CandidateAnswer",
