@@ -64,6 +64,8 @@ def build_model(name: str, config: ModelConfig) -> Model:
             price=config.price,
             default_prompt=prompt,
             provider=config.provider,
+            max_connections=config.max_connections,
+            http2=config.http2,
         )
     from demur.adapters.models.scripted import Reply, ScriptedModel
 

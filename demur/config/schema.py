@@ -88,6 +88,8 @@ class OpenAIConfig(_ModelSection):
     api_key_env: str = "OPENAI_API_KEY"
     provider: str = "openai"
     headers: dict[str, str] = Field(default_factory=dict)
+    max_connections: int = Field(default=100, ge=1)
+    http2: bool = False
 
 
 class ScriptedReplyConfig(_Section):

@@ -45,6 +45,7 @@ class Seen:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    peer: tuple[str, int] = ("", 0)  # the client's address: one per connection
 
 
 @dataclass
@@ -99,7 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         with state.lock:
-            state.requests.append(Seen(self.path, body, dict(self.headers.items())))
+            seen = Seen(self.path, body, dict(self.headers.items()), self.client_address[:2])
+            state.requests.append(seen)
             fault = state.faults.popleft() if state.faults else None
         if self.path not in ("/v1/chat/completions", "/v1/completions"):
             self._error(404, f"Unknown request URL: POST {self.path}", "unknown_url")

@@ -3,6 +3,7 @@ llama-cpp-python's OpenAI-compatible server running SmolLM2."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 import socket
@@ -227,6 +228,30 @@ async def test_aclose_is_idempotent_and_the_model_reopens(
 
 
 # --- error mapping ---------------------------------------------------------------------------
+
+
+async def test_connections_are_kept_alive_and_pooled(stub: StubServer) -> None:
+    model = OpenAICompatibleModel("stub", base_url=stub.base_url, max_connections=8)
+    try:
+        for _ in range(20):
+            await model.agenerate(CHAT)
+        assert len({seen.peer for seen in stub.state.requests}) == 1  # one connection, reused
+        await asyncio.gather(*(model.agenerate(CHAT) for _ in range(32)))
+        # 32 concurrent calls share at most 8 connections, kept for the next burst.
+        peers = {seen.peer for seen in stub.state.requests}
+        assert len(peers) <= 8
+        await asyncio.gather(*(model.agenerate(CHAT) for _ in range(8)))
+        assert {seen.peer for seen in stub.state.requests} == peers
+    finally:
+        await model.aclose()
+
+
+def test_connection_options_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="max_connections must be >= 1"):
+        OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1", max_connections=0)
+    monkeypatch.setitem(sys.modules, "h2", None)
+    with pytest.raises(MissingDependencyError, match=r"demur\[http2\]"):
+        OpenAICompatibleModel("m", base_url="https://api.example/v1", http2=True)
 
 
 @pytest.mark.parametrize(

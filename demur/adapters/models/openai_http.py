@@ -54,6 +54,13 @@ _OVERFLOW = re.compile(
 _NO_LOGPROBS = re.compile(r"logprobs (is|are) not supported", re.IGNORECASE)
 
 
+def _require_h2() -> None:
+    try:
+        import h2  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("h2", "http2", "HTTP/2 to the upstream (http2=True)") from exc
+
+
 def _import_httpx() -> Any:
     try:
         import httpx
@@ -118,6 +125,11 @@ class OpenAICompatibleModel(ModelBase):
     raise ServerError; HTTP 429 raises RateLimitError; a prompt too long for the context
     raises ContextOverflowError; 404 raises ModelNotFoundError; other 4xx raise
     PermanentModelError.
+
+    Connections are pooled and kept alive between calls: up to `max_connections` open at
+    once, all of them kept alive when idle (a gateway's concurrent routes reuse them rather
+    than reconnecting). `http2=True` negotiates HTTP/2 with upstreams that offer it over TLS
+    (`pip install 'demur[http2]'`); plain `http://` upstreams speak HTTP/1.1.
     """
 
     def __init__(
@@ -136,6 +148,8 @@ class OpenAICompatibleModel(ModelBase):
         supports_logprobs: bool = True,
         provider: str = "openai",
         context_window: int | None = None,
+        max_connections: int = 100,
+        http2: bool = False,
     ) -> None:
         if not name:
             raise ConfigError("OpenAICompatibleModel needs a non-empty name")
@@ -145,6 +159,10 @@ class OpenAICompatibleModel(ModelBase):
             raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
         if context_window is not None and context_window < 1:
             raise ConfigError(f"context_window must be >= 1 tokens, got {context_window}")
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        if http2:
+            _require_h2()
         self._httpx = _import_httpx()
         self.name = name
         self.base_url = _check_base_url(base_url)
@@ -159,6 +177,8 @@ class OpenAICompatibleModel(ModelBase):
         self.supports_logprobs = supports_logprobs
         self.provider = provider
         self.context_window = context_window
+        self.max_connections = max_connections
+        self.http2 = http2
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -185,8 +205,16 @@ class OpenAICompatibleModel(ModelBase):
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         headers.update(self._headers)
+        limits = self._httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+            keepalive_expiry=30.0,
+        )
         client: httpx.AsyncClient = self._httpx.AsyncClient(
-            headers=headers, timeout=self._httpx.Timeout(self.timeout_s)
+            headers=headers,
+            timeout=self._httpx.Timeout(self.timeout_s),
+            limits=limits,
+            http2=self.http2,
         )
         self._client, self._client_loop = client, loop
         return client
