@@ -35,13 +35,14 @@ from demur.queue.base import (
     TicketOrder,
     TicketRequest,
     TicketStatus,
-    check_lease,
     check_resolution,
     check_text,
+    coerce_filter,
     coerce_request,
     coerce_statuses,
     request_body,
 )
+from demur.queue.limits import check_lease
 
 Row = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -121,6 +122,9 @@ class SqlQueue(ABC):
     def _now(self) -> datetime:
         now = self._clock()
         return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+    def _lease(self, lease_s: float | None) -> float:
+        return self.lease_s if lease_s is None else check_lease(lease_s)
 
     def _opt(self, value: datetime | None) -> Any:
         return None if value is None else self._to_db(value)
@@ -245,7 +249,7 @@ class SqlQueue(ABC):
         """
         check_text("reviewer", reviewer, self.limits.name)
         now = self._now()
-        expires = now + timedelta(seconds=check_lease(lease_s or self.lease_s))
+        expires = now + timedelta(seconds=self._lease(lease_s))
         token = secrets.token_hex(16)
         assignments = (
             "status = 'claimed', claimed_by = ?, claimed_at = ?, lease_token = ?, "
@@ -276,7 +280,7 @@ class SqlQueue(ABC):
     def renew(self, ticket_id: str, token: str, *, lease_s: float | None = None) -> Claim:
         """Extend a live lease (a reviewer still working on the ticket)."""
         now = self._now()
-        expires = now + timedelta(seconds=check_lease(lease_s or self.lease_s))
+        expires = now + timedelta(seconds=self._lease(lease_s))
         rows = self._execute(
             f"UPDATE {self.table} SET lease_expires_at = ?, updated_at = ? "
             "WHERE id = ? AND status = 'claimed' AND lease_token = ? AND lease_expires_at > ? "
@@ -376,7 +380,7 @@ class SqlQueue(ABC):
         offset: int = 0,
     ) -> list[Ticket]:
         """Tickets matching every filter given; `status` uses the effective state."""
-        where = TicketFilter(
+        where = coerce_filter(
             status=coerce_statuses(status),
             min_priority=min_priority,
             max_priority=max_priority,

@@ -19,7 +19,6 @@ says what to do instead (see `demur.queue.errors`).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 from pydantic import Field, ValidationError, field_validator
 
 from demur.queue.errors import InvalidPayload
+from demur.queue.limits import DEFAULT_DEPTH, check_depth, check_priority
 from demur.types import Score, _Frozen
 
 TicketStatus = Literal["pending", "claimed", "resolved", "cancelled"]
@@ -56,6 +56,9 @@ class CandidateAnswer(_Frozen):
 class TicketRequest(_Frozen):
     """What the router (or any caller) sends to the queue.
 
+    `priority`: higher is claimed first; a signed 32-bit integer, the range every backend
+    stores (`demur.queue.limits`). `metadata`: JSON values, nested at most
+    `PayloadLimits.depth` levels.
     `idempotency_key`: enqueueing twice with the same key returns the first ticket.
     `trace_id` and `span_id` name the route's span, so the resolution is traced under it.
     """
@@ -187,7 +190,10 @@ class TicketFilter(_Frozen):
 
 @dataclass(frozen=True)
 class PayloadLimits:
-    """Size limits, in UTF-8 bytes, on what a ticket and a resolution may carry."""
+    """Size limits, in UTF-8 bytes, on what a ticket and a resolution may carry.
+
+    `depth` is not a size: how many levels of mappings and lists `metadata` may nest.
+    """
 
     question: int = 32 * 1024
     context: int = 256 * 1024  # all passages together
@@ -199,6 +205,7 @@ class PayloadLimits:
     name: int = 256  # reviewer ids, idempotency keys, trace ids
     metadata: int = 16 * 1024
     body: int = 1024 * 1024  # the whole ticket as stored
+    depth: int = DEFAULT_DEPTH
 
 
 DEFAULT_LIMITS = PayloadLimits()
@@ -266,6 +273,9 @@ def coerce_request(request: TicketRequest | Mapping[str, Any]) -> TicketRequest:
 
 def request_body(request: TicketRequest, limits: PayloadLimits = DEFAULT_LIMITS) -> str:
     """The JSON the queue stores for a request, after every limit and encoding check."""
+    check_priority("ticket.priority", request.priority)
+    # Before anything walks it: deep nesting would be a RecursionError there.
+    check_depth("ticket.metadata", request.metadata, limits.depth)
     for path, text in _walk(request.model_dump(mode="python"), "ticket"):
         check_text(path, text)
     check_text("ticket.question", request.question, limits.question)
@@ -345,10 +355,16 @@ def check_resolution(
     return None
 
 
-def check_lease(lease_s: float) -> float:
-    if not (math.isfinite(lease_s) and lease_s > 0):
-        raise InvalidPayload(f"a lease must last > 0 seconds, got {lease_s}")
-    return lease_s
+def coerce_filter(**filters: Any) -> TicketFilter:
+    """The TicketFilter of `tickets()`'s arguments; InvalidPayload naming a bad one."""
+    for field in ("min_priority", "max_priority"):
+        value = filters.get(field)
+        if value is not None:
+            check_priority(field, value)
+    try:
+        return TicketFilter(**filters)
+    except ValidationError as exc:
+        raise _from_validation_error("ticket filter", exc) from None
 
 
 def coerce_statuses(

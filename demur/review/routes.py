@@ -34,6 +34,7 @@ from demur.queue.errors import (
     QueueUnavailable,
     TicketNotFound,
 )
+from demur.queue.limits import PRIORITY_MAX, PRIORITY_MIN
 from demur.review import pages
 from demur.review.auth import Session
 from demur.review.errors import ReviewError, conflict, missing
@@ -61,12 +62,22 @@ def parse_filters(params: QueryParams) -> Filters:
     min_priority = None
     raw = params.get("min_priority", "").strip()
     if raw:
-        try:
-            min_priority = int(raw)
-        except ValueError:
+        digits = raw[1:] if raw[0] in "+-" else raw
+        if not (digits.isascii() and digits.isdigit()):
+            shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
             raise ReviewError(
-                400, "Bad filter", f"Min priority must be a whole number, got {raw!r}."
-            ) from None
+                400, "Bad filter", f"min_priority must be a whole number, got {shown!r}."
+            )
+        # Past 20 digits it is out of range anyway, and int() of a long string is slow.
+        min_priority = int(raw) if len(digits) <= 20 else None
+        if min_priority is None or not PRIORITY_MIN <= min_priority <= PRIORITY_MAX:
+            shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
+            raise ReviewError(
+                400,
+                "Bad filter",
+                f"min_priority must lie between {PRIORITY_MIN} and {PRIORITY_MAX} "
+                f"(the priorities the queue stores), got {shown}.",
+            )
     raw_offset = params.get("offset", "0").strip() or "0"
     if not raw_offset.isdigit() or int(raw_offset) > 1_000_000:
         raise ReviewError(

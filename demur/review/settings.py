@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from demur.errors import ConfigError
+from demur.queue.limits import MAX_LEASE_S
 from demur.web.hosts import is_loopback
 
 DEFAULT_TOKENS_ENV = "DEMUR_REVIEWER_TOKENS"
@@ -32,9 +33,9 @@ class ReviewSettings(BaseModel):
 
     `session_secret` signs session cookies (a random one per start by default, so a restart
     logs everyone out). `secure_cookies` marks cookies HTTPS-only; by default it is on unless
-    the host is loopback. `lease_s` is how long a claim lasts (the queue's default if None).
-    Failed and successful logins share a token bucket per client address: `login_rate_per_s`
-    sustained, bursts of `login_burst`.
+    the host is loopback. `lease_s` is how long a claim lasts (the queue's default if None;
+    at most a week). Failed and successful logins share a token bucket per client address:
+    `login_rate_per_s` sustained, bursts of `login_burst`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,7 +49,7 @@ class ReviewSettings(BaseModel):
     session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
     max_sessions: int = Field(default=10_000, ge=1)
     secure_cookies: bool | None = None
-    lease_s: float | None = Field(default=None, gt=0)
+    lease_s: float | None = Field(default=None, gt=0, le=MAX_LEASE_S)
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     page_size: int = Field(default=50, ge=1, le=1000)
     login_rate_per_s: float = Field(default=1.0, gt=0)

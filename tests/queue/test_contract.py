@@ -269,10 +269,22 @@ def test_release_returns_a_claimed_ticket(queue):
 def test_bad_lease_lengths_are_refused(store):
     with pytest.raises(InvalidPayload, match="lease must last > 0 seconds"):
         store.open(lease_s=0)
+    with pytest.raises(
+        InvalidPayload, match=r"lease of 1e\+12 seconds is over the limit of 604800"
+    ):
+        store.open(lease_s=1e12)
     queue = store.open()
-    queue.enqueue(request())
+    ticket = queue.enqueue(request())
     with pytest.raises(InvalidPayload, match="lease must last"):
         queue.claim("ana", lease_s=float("nan"))
+    with pytest.raises(InvalidPayload, match="lease must last > 0 seconds, got 0"):
+        queue.claim("ana", lease_s=0)
+    with pytest.raises(InvalidPayload, match="over the limit of 604800"):
+        queue.claim("ana", lease_s=1e12)
+    claim = queue.claim("ana", lease_s=7 * 24 * 3600)
+    with pytest.raises(InvalidPayload, match="over the limit of 604800"):
+        queue.renew(ticket.id, claim.token, lease_s=float(2**70))
+    assert queue.get(ticket.id).lease_expires_at == claim.expires_at
 
 
 # --- resolutions -----------------------------------------------------------------------------
@@ -525,6 +537,79 @@ def test_bytes_that_do_not_decode_and_nul_characters_are_refused(queue):
     with pytest.raises(InvalidPayload, match="reviewer is not valid UTF-8"):
         queue.claim("\ud800")
     assert queue.stats().total == 1
+
+
+# --- numeric ranges and nesting: every backend accepts and refuses the same values -------
+
+
+@pytest.mark.parametrize("priority", [-(2**31), -1, 0, 2**31 - 1])
+def test_priorities_in_the_signed_32_bit_range_are_stored(queue, priority):
+    ticket = queue.enqueue(request(priority=priority))
+    assert queue.get(ticket.id).priority == priority
+    assert [t.id for t in queue.tickets(min_priority=priority, max_priority=priority)] == [
+        ticket.id
+    ]
+
+
+@pytest.mark.parametrize(
+    ("priority", "shown"),
+    [
+        (2**31, "2147483648"),
+        (-(2**31) - 1, "-2147483649"),
+        (2**63, "9223372036854775808"),
+        (10**400, r"about 2\*\*1328"),
+    ],
+)
+def test_priorities_outside_it_are_refused_by_every_backend(queue, priority, shown):
+    with pytest.raises(
+        InvalidPayload,
+        match=f"ticket.priority is {shown}, outside the range the queue stores "
+        r"\(-2147483648 to 2147483647",
+    ):
+        queue.enqueue(request(priority=priority))
+    with pytest.raises(InvalidPayload, match=f"min_priority is {shown}, outside the range"):
+        queue.tickets(min_priority=priority)
+    with pytest.raises(InvalidPayload, match="max_priority is"):
+        queue.tickets(max_priority=priority)
+    assert queue.stats().total == 0
+
+
+def test_a_malformed_ticket_filter_is_invalid_payload(queue):
+    with pytest.raises(InvalidPayload, match="invalid ticket filter: limit"):
+        queue.tickets(limit=0)
+    with pytest.raises(InvalidPayload, match="invalid ticket filter: order"):
+        queue.tickets(order="sideways")
+
+
+def nested(depth: int, list_every: int = 0) -> dict:
+    """Metadata whose mappings (and lists, every `list_every` levels) nest `depth` levels."""
+    root: dict = {}
+    node: dict | list = root
+    for level in range(2, depth + 1):
+        child: dict | list = [] if list_every and level % list_every == 0 else {}
+        if isinstance(node, dict):
+            node["k"] = child
+        else:
+            node.append(child)
+        node = child
+    return root
+
+
+@pytest.mark.parametrize("list_every", [0, 2])
+def test_metadata_nested_too_deep_is_refused_not_a_recursion_error(store, list_every):
+    queue = store.open()
+    for depth in (33, 3_000, 100_000):
+        with pytest.raises(InvalidPayload, match="ticket.metadata nests more than 32 levels"):
+            queue.enqueue(TicketRequest(question="Q?", metadata=nested(depth, list_every)))
+        with pytest.raises(InvalidPayload, match="nests more than 32 levels"):
+            queue.enqueue({"question": "Q?", "metadata": nested(depth, list_every)})
+    assert queue.stats().total == 0
+    at_limit = queue.enqueue(TicketRequest(question="Q?", metadata=nested(32, list_every)))
+    assert queue.get(at_limit.id).metadata == nested(32, list_every)
+    shallow = store.open(limits=PayloadLimits(depth=2))
+    with pytest.raises(InvalidPayload, match="more than 2 levels"):
+        shallow.enqueue(TicketRequest(question="Q?", metadata={"a": {"b": [1]}}))
+    assert shallow.enqueue(TicketRequest(question="Q?", metadata={"a": {"b": 1}})).id
 
 
 def test_a_valid_utf8_ticket_at_the_limit_is_accepted(store):

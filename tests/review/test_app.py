@@ -223,6 +223,33 @@ def test_the_queue_filters_by_text_and_priority(ana: Client, enqueue: Enqueue):
     assert 'id="empty"' in empty
 
 
+@pytest.mark.parametrize(
+    "value",
+    [str(10**20), str(-(10**20)), "2147483648", "-2147483649", "9" * 5000],
+)
+def test_a_min_priority_out_of_range_is_a_400_naming_the_range(ana: Client, value: str):
+    client, _ = ana
+    response = client.get("/", params={"min_priority": value})
+    assert response.status_code == 400
+    assert "min_priority must lie between -2147483648 and 2147483647" in response.text
+    assert "9" * 100 not in response.text  # a long value is not echoed whole
+
+
+def test_min_priority_at_the_ends_of_its_range(ana: Client, enqueue: Enqueue):
+    client, _ = ana
+    enqueue("Top?", priority=2**31 - 1)
+    enqueue("Bottom?", priority=-(2**31))
+    top = client.get("/", params={"min_priority": "2147483647"})
+    assert top.status_code == 200 and "Top?" in top.text and "Bottom?" not in top.text
+    everything = client.get("/", params={"min_priority": "-2147483648"}).text
+    assert "Top?" in everything and "Bottom?" in everything
+    for bad in ("1e3", "²", "--1", "1_000"):
+        response = client.get("/", params={"min_priority": bad})
+        assert (
+            response.status_code == 400 and "min_priority must be a whole number" in response.text
+        )
+
+
 def test_the_queue_pages(queue: SqliteQueue, enqueue: Enqueue):
     for i in range(5):
         enqueue(f"question {i}")
