@@ -1,7 +1,8 @@
 """White-box estimators computed from the answer's token log-probabilities.
 
 Each needs logprobs from the backend; without them it reports "unavailable" and the route
-carries on under its policy.
+carries on under its policy. Logprobs that no probability has (above 0, or NaN) are the
+backend's error: the score is "failed", never a confidence of 1.0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,22 @@ from demur.bases import EstimatorBase
 from demur.errors import EstimatorUnavailable, check_range
 from demur.protocols import Attempt, Needs
 from demur.types import Score, TokenLogprob
+
+# A backend's float32 log-softmax can give a near-certain token +1e-7 or so; that is rounding.
+LOGPROB_TOLERANCE = 1e-4
+
+
+def invalid_logprobs(tokens: tuple[TokenLogprob, ...]) -> str | None:
+    """Why `tokens` hold a log-probability no probability has (NaN, or above 0), or None."""
+    for i, token in enumerate(tokens):
+        found = [("", token.logprob), *((" (a top-k alternative)", a.logprob) for a in token.top)]
+        for where, logprob in found:
+            if not logprob <= LOGPROB_TOLERANCE:  # NaN fails every comparison
+                return (
+                    f"token {i} has log-probability {logprob:g}{where}, but a log-probability "
+                    "is at most 0: the backend's logprobs are invalid, so they give no confidence"
+                )
+    return None
 
 
 class TokenLogprobEstimator(EstimatorBase):
@@ -33,6 +50,9 @@ class TokenLogprobEstimator(EstimatorBase):
             )
         if not tokens:
             raise EstimatorUnavailable(f"{self.name} cannot score an empty answer")
+        invalid = invalid_logprobs(tokens)
+        if invalid is not None:
+            return Score(estimator=self.name, status="failed", detail=invalid)
         value, confidence = self.compute(tokens)
         return Score(estimator=self.name, value=value, confidence=min(1.0, max(0.0, confidence)))
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from demur.errors import EstimatorUnavailable
+from demur.estimators.logprob import invalid_logprobs
 from demur.estimators.verbal import (
     AskingEstimator,
     ModelAsker,
@@ -108,6 +109,9 @@ class PTrue(AskingEstimator):
                 f"{self.name} needs the top-{TOP_K} alternatives of the reply's token, and "
                 f"'{model}' returned only the chosen one"
             )
+        invalid = invalid_logprobs((first,))
+        if invalid is not None:
+            return Score(estimator=self.name, status="failed", detail=invalid)
         true, false = binary_mass(first.top, TRUE_WORDS, FALSE_WORDS)
         if true + false <= 0.0:
             raise EstimatorUnavailable(

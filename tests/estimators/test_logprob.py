@@ -83,3 +83,60 @@ def test_confidence_is_monotone_in_token_probability(estimator):
     low = estimator.score(tokens(0.3, 0.4, top=[[0.3, 0.3], [0.4, 0.3]]))
     high = estimator.score(tokens(0.9, 0.95, top=[[0.9, 0.05], [0.95, 0.03]]))
     assert 0.0 <= low.confidence < high.confidence <= 1.0
+
+
+def raw(*logprobs: float, top: list[list[float]] | None = None) -> tuple[TokenLogprob, ...]:
+    """Tokens with the given log-probabilities as a backend sent them, valid or not."""
+    return tuple(
+        TokenLogprob(
+            token=f"t{i}",
+            logprob=lp,
+            top=tuple(TokenAlternative(token=f"a{j}", logprob=q) for j, q in enumerate(top[i]))
+            if top
+            else (),
+        )
+        for i, lp in enumerate(logprobs)
+    )
+
+
+ALL = [MeanTokenLogprob(), MinTokenProb(), GreedyNLL(), MeanTokenEntropy(2)]
+
+
+@pytest.mark.parametrize("estimator", ALL)
+@pytest.mark.parametrize(
+    ("logprob", "shown"), [(0.5, "0.5"), (40.0, "40"), (math.inf, "inf"), (math.nan, "nan")]
+)
+def test_a_logprob_above_0_fails_the_score_instead_of_confidence_1(estimator, logprob, shown):
+    score = estimator.score(raw(-0.1, logprob, top=[[-0.1, -3.0], [-0.2, -3.0]]))
+    assert score.status == "failed"
+    assert score.confidence is None and score.value is None
+    assert score.detail is not None
+    assert f"token 1 has log-probability {shown}, but a log-probability is at most 0" in (
+        score.detail
+    )
+    assert "backend's logprobs are invalid" in score.detail
+
+
+def test_a_positive_top_k_alternative_fails_the_score_too():
+    score = MeanTokenEntropy(2).score(raw(-0.1, top=[[-0.1, 0.3]]))
+    assert score.status == "failed"
+    assert "token 0 has log-probability 0.3 (a top-k alternative)" in (score.detail or "")
+
+
+@pytest.mark.parametrize("estimator", ALL)
+def test_a_logprob_of_0_and_rounding_above_it_are_certainty(estimator):
+    for logprob in (0.0, -0.0, 1e-7, 1e-4):
+        score = estimator.score(raw(logprob, top=[[logprob, -30.0]]))
+        assert score.status == "ok", (logprob, score.detail)
+        assert score.confidence == pytest.approx(1.0, abs=1e-3)
+
+
+def test_through_the_router_a_positive_logprob_gives_no_confidence():
+    from demur import Ladder, Reply, Router, ScriptedModel
+
+    model = ScriptedModel("m", [Reply(text="Paris", logprobs=(0.7,))])
+    verdict = Router([model], estimators=[MeanTokenLogprob()], policy=Ladder(0.5)).route("Q?")
+    score = verdict.steps[0].scores[0]
+    assert (score.status, score.confidence) == ("failed", None)
+    assert verdict.steps[0].confidence is None
+    assert verdict.status != "answered"

@@ -179,6 +179,18 @@ def test_neither_true_nor_false_in_the_top_k_is_unavailable() -> None:
     assert "'The'" in (score.detail or "")
 
 
+def test_a_positive_logprob_fails_the_score_instead_of_counting_as_certain() -> None:
+    reply = Reply(text="True", logprobs=(0.0,), top=(((" True", 2.5), (" False", -1.0)),))
+    score = (
+        Router([grader(reply)], estimators=[PTrue()], policy=Ladder(0.5))
+        .route("Q?")
+        .steps[0]
+        .scores[0]
+    )
+    assert (score.status, score.confidence) == ("failed", None)
+    assert "log-probability 2.5 (a top-k alternative)" in (score.detail or "")
+
+
 def test_a_failing_grader_fails_the_estimator_only() -> None:
     router = Router([grader(ServerError("down"))], estimators=[PTrue()], policy=Ladder(0.5))
     router.retry = RetryPolicy(max_attempts=1)
