@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from benchmarks.render_drift import render_drift
 from benchmarks.render_embeddings import render_embeddings
 from benchmarks.render_ensemble import render_ensemble
+from benchmarks.render_pregen import render_pregen
 
 # What "weak" and "strong" were in the results measured before the Qwen ladder became the
 # default; sections still built from those results say so.
@@ -33,6 +35,8 @@ def render(
     *,
     ensemble: dict | None = None,
     embeddings: dict | None = None,
+    pregen: dict | None = None,
+    drift: dict | None = None,
     skipped: Collection[str] = (),
 ) -> str:
     """docs/benchmarks.md from the benchmarks' results; `skipped` names those taken from
@@ -138,6 +142,8 @@ def render(
             lines += render_estimators(result)
     if ensemble is not None:
         lines += render_ensemble(ensemble)
+    if pregen is not None:
+        lines += render_pregen(pregen)
     if embeddings is not None:
         lines += render_embeddings(embeddings)
     if retrieval is not None:
@@ -152,6 +158,8 @@ def render(
         lines += render_gateway(gateway)
     if queue is not None:
         lines += render_queue(queue)
+    if drift is not None:
+        lines += render_drift(drift)
     return "\n".join(lines)
 
 

@@ -82,8 +82,8 @@ def main() -> None:
         "--reuse",
         default="",
         help="comma-separated benchmarks to take from saved results: "
-        "overhead,import,demo,ladder,ensemble,embeddings,extra_buffers,retrieval,rag,conflict,langchain,"
-        "gateway,queue",
+        "overhead,import,demo,ladder,ensemble,pregen,embeddings,extra_buffers,retrieval,rag,conflict,langchain,"
+        "gateway,queue,drift",
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
@@ -100,6 +100,7 @@ def main() -> None:
         *("--records", str(LADDER_RECORDS)),
         *(["--shuffles", "1", "--bootstrap", "200"] if args.quick else []),
     )
+    pregen = run_optional("bench_pregen", "--records", str(LADDER_RECORDS))
     embeddings = run_optional(
         "bench_embeddings",
         *(["--texts", "16", "--rounds", "1", "--index-per-file", "20"] if args.quick else []),
@@ -144,6 +145,11 @@ def main() -> None:
         "bench_gateway", *(["--requests", "100", "--rounds", "2"] if args.quick else [])
     )
     queue = run_optional("bench_queue", *(["--tickets", "200"] if args.quick else []))
+    drift = run_optional(
+        "bench_drift",
+        *("--records", str(LADDER_RECORDS)),
+        *(["--routes", "2000", "--replications", "20"] if args.quick else []),
+    )
     DOCS.parent.mkdir(exist_ok=True)
     DOCS.write_text(
         render(
@@ -161,6 +167,8 @@ def main() -> None:
             queue,
             ensemble=ensemble,
             embeddings=embeddings,
+            pregen=pregen,
+            drift=drift,
             skipped=SKIP,
         )
         + "\n"

@@ -98,6 +98,7 @@ if _TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers
     )
     from demur.calibration.conformal import ConformalThreshold
     from demur.config import RouterConfig, load_config, load_router
+    from demur.drift.monitor import DriftMonitor
     from demur.embedders import CachedEmbedder, register_embedder, shared_embedder
     from demur.estimators.consistency import SampleAgreement
     from demur.estimators.ensemble import Ensemble, load_ensemble
@@ -116,6 +117,8 @@ if _TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers
     from demur.queue.watcher import ResolutionWatcher, Webhook, verify_webhook
     from demur.retrieval.chroma import ChromaRetriever, ChromaStore
     from demur.retrieval.cutoff import ConformalCutoff
+    from demur.routelog.log import RouteLog
+    from demur.routelog.logged import LoggedRouter
     from demur.telemetry import JsonLinesSpanExporter, Telemetry, configure_telemetry
 
 # Exported lazily: these modules cost import time that most users of the router never need.
@@ -135,6 +138,7 @@ _LAZY = {
     "ConfidentRag": "demur.grounding.confident_rag",
     "ConformalCutoff": "demur.retrieval.cutoff",
     "ConformalThreshold": "demur.calibration.conformal",
+    "DriftMonitor": "demur.drift.monitor",
     "Ensemble": "demur.estimators.ensemble",
     "SampleAgreement": "demur.estimators.consistency",
     "NumSets": "demur.estimators.semantic",
@@ -156,8 +160,10 @@ _LAZY = {
     "load_ensemble": "demur.estimators.ensemble",
     "JsonLinesSpanExporter": "demur.telemetry",
     "LlamaCppModel": "demur.adapters.models.llama_cpp",
+    "LoggedRouter": "demur.routelog.logged",
     "OpenAICompatibleModel": "demur.adapters.models.openai_http",
     "PostgresQueue": "demur.queue.postgres",
+    "RouteLog": "demur.routelog.log",
     "RouterConfig": "demur.config",
     "Telemetry": "demur.telemetry",
     "configure_telemetry": "demur.telemetry",
@@ -202,6 +208,7 @@ __all__ = [
     "Degree",
     "DemurError",
     "Document",
+    "DriftMonitor",
     "Eccentricity",
     "EigV",
     "EmptyCollectionError",
@@ -230,6 +237,7 @@ __all__ = [
     "Ladder",
     "LeaseExpired",
     "LlamaCppModel",
+    "LoggedRouter",
     "MeanTokenEntropy",
     "MeanTokenLogprob",
     "Message",
@@ -269,6 +277,7 @@ __all__ = [
     "RetryPolicy",
     "ReviewQueue",
     "RouteError",
+    "RouteLog",
     "RouteState",
     "Router",
     "RouterConfig",

@@ -1,6 +1,7 @@
 """The `demur` command: `demur demo`, `demur ask QUESTION`, `demur eval DATA`,
-`demur calibrate RESULTS`, `demur ensemble fit RESULTS`, `demur index PATH`, `demur serve`,
-`demur review`, `demur queue`, `demur config`.
+`demur calibrate RESULTS`, `demur ensemble fit RESULTS`, `demur predictor fit ROWS...`,
+`demur index PATH`, `demur serve`,
+`demur review`, `demur queue`, `demur drift`, `demur config`.
 
 One module per command adds its parser and runs it; `_options` resolves what flags and the
 router config decide together, and `_render` prints tables and summaries.
@@ -18,9 +19,11 @@ from demur.cli import (
     _calibrate,
     _config,
     _demo,
+    _drift,
     _ensemble,
     _eval,
     _index,
+    _predictor,
     _queue,
     _review,
     _serve,
@@ -34,10 +37,12 @@ _COMMANDS = (
     _eval,
     _calibrate,
     _ensemble,
+    _predictor,
     _index,
     _serve,
     _review,
     _queue,
+    _drift,
     _config,
 )
 

@@ -23,6 +23,7 @@ from demur.config.build import (
 from demur.config.load import default_config, load_config, parse_config
 from demur.config.schema import (
     BudgetConfig,
+    DriftConfig,
     EstimatorConfig,
     GroundingConfig,
     HumanRungOptions,
@@ -35,6 +36,7 @@ from demur.config.schema import (
     RetrievalConfig,
     RetrieveMoreOptions,
     RetryConfig,
+    RouteLogConfig,
     RouterConfig,
     RungConfig,
     SamplingConfig,
@@ -45,6 +47,7 @@ from demur.config.schema import (
 
 __all__ = [
     "BudgetConfig",
+    "DriftConfig",
     "EstimatorConfig",
     "GroundingConfig",
     "HumanRungOptions",
@@ -57,6 +60,7 @@ __all__ = [
     "RetrievalConfig",
     "RetrieveMoreOptions",
     "RetryConfig",
+    "RouteLogConfig",
     "RouterConfig",
     "RungConfig",
     "SamplingConfig",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +25,10 @@ from demur.router.router import DEFAULT_ABSTAIN_MESSAGE
 from demur.router.sampling import Sampling
 from demur.scoring import CombineMethod
 from demur.types import Abstain, AskHuman, Escalate, RetrieveMore
+
+if TYPE_CHECKING:
+    from demur.drift.monitor import DriftMonitor
+    from demur.routelog.log import RouteLog
 
 
 class _Section(BaseModel):
@@ -347,6 +351,52 @@ class TracingConfig(_Section):
     capture_content: bool = False
 
 
+class RouteLogConfig(_Section):
+    """Every route and its later outcomes as training data (demur.RouteLog)."""
+
+    path: str = ".demur/routes.jsonl"
+    capture_content: bool = False
+    capture_logprobs: bool = True
+    max_age_days: float | None = Field(default=None, gt=0)
+    max_records: int | None = Field(default=None, ge=1)
+
+    def build(self) -> RouteLog:
+        """The route log this section describes."""
+        from demur.routelog.log import RouteLog
+
+        return RouteLog(
+            self.path,
+            capture_content=self.capture_content,
+            capture_logprobs=self.capture_logprobs,
+            max_age_days=self.max_age_days,
+            max_records=self.max_records,
+        )
+
+
+class DriftConfig(_Section):
+    """The alarm on accepted answers' error (demur.drift.DriftMonitor); alpha should be the
+    error rate the threshold was fitted for."""
+
+    alpha: float = Field(default=0.1, gt=0, lt=1)
+    delta: float = Field(default=0.05, gt=0, lt=1)
+    margin: float | None = Field(default=None, gt=0, lt=1)
+    horizon: int = Field(default=10_000, ge=1)
+    window: int = Field(default=500, ge=1)
+
+    def build(self, **options: Any) -> DriftMonitor:
+        """A monitor with these settings; `options` (on_alarm, meter_provider) pass through."""
+        from demur.drift.monitor import DriftMonitor
+
+        return DriftMonitor(
+            self.alpha,
+            delta=self.delta,
+            margin=self.margin,
+            horizon=self.horizon,
+            window=self.window,
+            **options,
+        )
+
+
 class BudgetConfig(Budget, _Section):
     """Budget, rejecting unknown keys with a hint."""
 
@@ -378,6 +428,8 @@ class RouterConfig(_Section):
     abstain_message: str = DEFAULT_ABSTAIN_MESSAGE
     calibration: str | None = None
     tracing: TracingConfig = TracingConfig()
+    route_log: RouteLogConfig | None = None
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _references(self) -> RouterConfig:

@@ -13,6 +13,9 @@
 
 Rows that cannot be used are reported with their line number and skipped; every other row is
 kept. Fields other than these are ignored, and counted so that a run can name them.
+
+A route log (`demur.RouteLog`) is read too: each answer with an outcome becomes a row with its
+`response`, `logprobs` and `label` (demur/evaluation/routelog.py).
 """
 
 from __future__ import annotations
@@ -154,8 +157,14 @@ def _item(row: object, line: int) -> EvalItem:
 
 
 def load_dataset(path: str | Path, *, limit: int | None = None) -> EvalDataset:
-    """Read a JSONL dataset, skipping (and reporting) rows that cannot be used."""
+    """Read a JSONL dataset, skipping (and reporting) rows that cannot be used. A route log
+    (demur.RouteLog) is read as its labelled answers."""
+    from demur.evaluation.routelog import load_route_log
+    from demur.routelog.reader import is_route_log
+
     path = Path(path)
+    if is_route_log(path):
+        return load_route_log(path, limit=limit)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
