@@ -18,19 +18,31 @@ from demur.types import Score
 ErrorHook = Callable[[BaseException], None]
 
 
+class NotAScoreError(TypeError):
+    """An estimator returned something other than a Score."""
+
+
 def failure_score(name: str, exc: BaseException, timeout_s: float | None = None) -> Score:
-    """The Score that records why estimator `name` gave no confidence."""
+    """The Score that records why estimator `name` gave no confidence.
+
+    A failure's detail names the exception's type, not its message: the message can quote
+    the prompt or the answer, and scores reach API clients, tickets and traces. A ConfigError
+    and a NotAScoreError keep theirs: demur wrote them about a setup mistake, with the fix.
+    """
     if isinstance(exc, EstimatorUnavailable):
         return Score(estimator=name, status="unavailable", detail=str(exc))
+    kind = type(exc).__name__
     if isinstance(exc, TimeoutError):
         detail = "no score in time" if timeout_s is None else f"no score within {timeout_s:g}s"
-        return Score(estimator=name, status="timeout", detail=detail)
-    return Score(estimator=name, status="failed", detail=f"{type(exc).__name__}: {exc}")
+        return Score(estimator=name, status="timeout", detail=detail, error_type=kind)
+    own = isinstance(exc, ConfigError | NotAScoreError)
+    detail = f"{kind}: {exc}" if own else f"{name} raised {kind}"
+    return Score(estimator=name, status="failed", detail=detail, error_type=kind)
 
 
 def _checked(result: object) -> Score:
     if not isinstance(result, Score):
-        raise TypeError(f"returned {type(result).__name__}, not a demur.Score")
+        raise NotAScoreError(f"returned {type(result).__name__}, not a demur.Score")
     return result
 
 
@@ -125,6 +137,7 @@ class ScoreCombiner:
 __all__ = [
     "COMBINE_METHODS",
     "CombineMethod",
+    "NotAScoreError",
     "ScoreCombiner",
     "failure_score",
     "run_estimator",

@@ -197,6 +197,8 @@ class Score(_Frozen):
     `value` is the estimator's raw statistic (e.g. a mean logprob); `confidence` maps it into
     [0, 1], higher meaning more likely correct. Both are None unless `status` is "ok".
     `calls` counts the model calls the estimator made itself (shared samples not included).
+    `error_type` names the exception behind a "failed" or "timeout" score; `detail` never
+    holds an exception's message (it can quote the prompt), which the router logs instead.
     """
 
     estimator: str
@@ -206,6 +208,7 @@ class Score(_Frozen):
     detail: str | None = None
     duration_s: float = 0.0
     calls: int = 0
+    error_type: str | None = None
 
     @field_validator("confidence")
     @classmethod

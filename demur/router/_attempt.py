@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry.trace import Span, SpanContext
 
 from demur._construct import construct, replace
-from demur.errors import ContextOverflowError, EstimatorError, ModelError, did_you_mean
+from demur.errors import ConfigError, ContextOverflowError, ModelError, did_you_mean
 from demur.protocols import (
     Attempt,
     BranchPlan,
@@ -410,7 +410,7 @@ class AttemptRunner:
             try:
                 generation = (await self.calls.generate(model, batch_request, deadline)).generation
             except ModelError as exc:
-                span.record_exception(exc)
+                self.tracing.record_error(span, exc)
                 break
             ledger.add(model, generation)
             drawn.extend(generation.completions)
@@ -438,7 +438,7 @@ class AttemptRunner:
             model = default
         elif isinstance(target, str):
             if target not in self.models:
-                raise EstimatorError(
+                raise ConfigError(
                     f"an estimator asked for model '{target}', which the router does not "
                     f"have.{did_you_mean(target, self.models)}"
                 )

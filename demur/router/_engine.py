@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from demur._construct import construct
-from demur.errors import ContextOverflowError, RouteError
+from demur.errors import ContextOverflowError, InvalidPayload, QueueUnavailable, RouteError
 from demur.protocols import RouterSpec, RouteState
 from demur.queue.base import CandidateAnswer, TicketRequest
 from demur.types import (
@@ -76,15 +76,29 @@ def _check_retrieve_more(action: RetrieveMore, spec: RouterSpec, policy: str) ->
         raise RouteError(f"policy {policy!r} asked unknown model '{action.model}' to answer")
 
 
+def queue_failure_code(error: BaseException) -> str:
+    """A stable code for why the queue took no ticket."""
+    if isinstance(error, QueueUnavailable):
+        return "queue_unavailable"
+    if isinstance(error, InvalidPayload):
+        return "ticket_invalid"
+    return "queue_failed"
+
+
 def with_queue_failure(steps: list[Step], error: BaseException) -> None:
-    """Turn the last step's AskHuman into an abstention that says the queue failed."""
+    """Turn the last step's AskHuman into an abstention that says the queue failed.
+
+    The reason carries a code and the error's type, never its message: that can hold the
+    queue's file path or the question, and reasons reach API clients. The router logs it.
+    """
     decision = steps[-1].decision
     assert decision is not None
+    failure = f"{queue_failure_code(error)} ({type(error).__name__})"
     steps[-1] = steps[-1].model_copy(
         update={
             "decision": Decision(
                 action=Abstain(),
-                reason=f"{decision.reason}; review queue failed: {error}",
+                reason=f"{decision.reason}; review queue failed: {failure}, so no person was asked",
                 threshold=decision.threshold,
             )
         }
@@ -175,6 +189,7 @@ __all__ = [
     "answered_verdict",
     "enforce",
     "pending_verdict",
+    "queue_failure_code",
     "ticket_request",
     "with_queue_failure",
 ]

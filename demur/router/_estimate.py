@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ from demur.protocols import Attempt, Estimator, Model
 from demur.router.tracing import RouteTracing
 from demur.scoring import run_estimator
 from demur.types import Generation, GenerationRequest, Score
+
+logger = logging.getLogger("demur.router")
 
 
 async def estimate_all(
@@ -50,7 +53,11 @@ async def _estimate(
 ) -> Score:
     started = time.perf_counter()
     if estimator.in_process:
-        score = await run_estimator(estimator, attempt, timeout_s, _record_on_current_span)
+
+        def on_current_span(exc: BaseException) -> None:
+            _failed(tracing, trace.get_current_span(), estimator.name, exc)
+
+        score = await run_estimator(estimator, attempt, timeout_s, on_current_span)
         return replace(score, duration_s=time.perf_counter() - started)
     calls = 0
     outer = attempt.caller
@@ -67,12 +74,20 @@ async def _estimate(
         attempt = dataclasses.replace(attempt, caller=counted)
     # An estimator that awaits (a model, a thread) gets a span: its time and calls show there.
     with tracing.estimator(estimator.name) as span:
-        score = await run_estimator(estimator, attempt, timeout_s, span.record_exception)
+
+        def on_span(exc: BaseException) -> None:
+            _failed(tracing, span, estimator.name, exc)
+
+        score = await run_estimator(estimator, attempt, timeout_s, on_span)
         if score.status in ("failed", "timeout") and span.is_recording():
             span.set_status(Status(StatusCode.ERROR, score.detail or score.status))
     return replace(score, duration_s=time.perf_counter() - started, calls=calls)
 
 
-def _record_on_current_span(exc: BaseException) -> None:
-    """An in-process estimator's exception, recorded on the attempt's (or branch's) span."""
-    trace.get_current_span().record_exception(exc)
+def _failed(tracing: RouteTracing, span: Span, name: str, exc: BaseException) -> None:
+    """An estimator's exception, logged and recorded on `span`, its message only as content.
+
+    An in-process estimator's span is the attempt's (or the branch's) own.
+    """
+    logger.warning("estimator %s failed: %s", name, tracing.describe(exc))
+    tracing.record_error(span, exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -19,7 +20,7 @@ from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import Span
 
 from demur._construct import replace
-from demur.errors import ConfigError, UsageError, did_you_mean
+from demur.errors import ConfigError, QueueError, UsageError, did_you_mean
 from demur.grounding.rag import Rag
 from demur.prompts import ChatPrompt, Prompt
 from demur.protocols import (
@@ -57,6 +58,8 @@ from demur.types import (
 )
 
 DEFAULT_ABSTAIN_MESSAGE = "I am not confident enough to answer this question."
+
+logger = logging.getLogger("demur.router")
 
 
 class SupportsShutdown(Protocol):
@@ -295,7 +298,15 @@ class Router:
                 ticket_id = await self._enqueue(action, query, steps, root)
             except Exception as exc:
                 _engine.with_queue_failure(steps, exc)
-                root.record_exception(exc)
+                self.tracing.record_error(root, exc)
+                # A QueueError's message is the queue's own (its location, a limit), not
+                # content; the operator needs it to repair the queue.
+                shown = f"{type(exc).__name__}: {exc}" if isinstance(exc, QueueError) else None
+                logger.error(
+                    "the review queue took no ticket (%s), so the route abstains: %s",
+                    _engine.queue_failure_code(exc),
+                    shown or self.tracing.describe(exc),
+                )
                 action = Abstain()
             else:
                 return _engine.pending_verdict(ticket_id, steps, **common())

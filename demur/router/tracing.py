@@ -50,6 +50,7 @@ from opentelemetry.trace import (
 )
 
 from demur._version import __version__
+from demur.router._exceptions import describe_exception, mark_failed, record_exception
 from demur.types import (
     Decision,
     Generation,
@@ -81,15 +82,17 @@ class SpanScope:
     """A started span made current for a `with` block, then ended.
 
     The exception leaving the block is recorded on the span with an ERROR status and
-    `error.type`, as the GenAI conventions ask. A small class rather than the API's generator
-    context managers: routes open several of these, and they are on every route's path.
+    `error.type`, as the GenAI conventions ask; its message only when `tracing` captures
+    content. A small class rather than the API's generator context managers: routes open
+    several of these, and they are on every route's path.
     """
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_span", "_token", "_tracing")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, tracing: RouteTracing | None = None) -> None:
         self._span = span
         self._token: object = None
+        self._tracing = tracing
 
     def __enter__(self) -> Span:
         self._token = context.attach(trace.set_span_in_context(self._span))
@@ -104,9 +107,11 @@ class SpanScope:
         span = self._span
         context.detach(self._token)  # type: ignore[arg-type]
         if isinstance(exc, Exception) and span.is_recording():
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            tracing = self._tracing
+            if tracing is None:
+                mark_failed(span, exc, False, str)
+            else:
+                mark_failed(span, exc, tracing.capture_content, tracing.redact)
         span.end()
 
 
@@ -153,7 +158,7 @@ class RouteTracing:
     """Creates demur's spans and evaluation events, and records its metrics.
 
     Prompt and answer text enter spans only when `capture_content` is True, and then pass
-    through `redact` first.
+    through `redact` first; so do exceptions' messages, which can quote them.
     """
 
     def __init__(
@@ -189,13 +194,23 @@ class RouteTracing:
             "demur.route.cost", unit="{currency}", description="Model cost spent by routes"
         )
 
+    # --- errors ------------------------------------------------------------------------------
+
+    def describe(self, exc: BaseException) -> str:
+        """`exc` for a log line: its message (redacted) only when content is captured."""
+        return describe_exception(exc, self.capture_content, self.redact)
+
+    def record_error(self, span: Span, exc: BaseException) -> None:
+        """An `exception` event on `span`: its message (redacted) only as captured content."""
+        record_exception(span, exc, self.capture_content, self.redact)
+
     # --- spans -------------------------------------------------------------------------------
 
     def route(self, policy: str) -> RouteScope:
         span = self.tracer.start_span(
             "demur.route", kind=SpanKind.INTERNAL, attributes={"demur.policy": policy}
         )
-        return RouteScope(span)
+        return RouteScope(span, self)
 
     def finish_route(self, span: Span, verdict: Verdict, policy: str) -> None:
         if span.is_recording():
@@ -223,7 +238,7 @@ class RouteTracing:
         span = self.tracer.start_span(
             "demur.attempt", attributes={"demur.step": index, "demur.model": model}
         )
-        return SpanScope(span)
+        return SpanScope(span, self)
 
     def model_call(
         self, model: str, model_id: str, provider: str, request: GenerationRequest
@@ -249,7 +264,7 @@ class RouteTracing:
         span = self.tracer.start_span(
             f"{operation} {model_id}", kind=SpanKind.CLIENT, attributes=attributes
         )
-        return SpanScope(span)
+        return SpanScope(span, self)
 
     def record_generation(self, span: Span, generation: Generation, model_id: str) -> None:
         if not span.is_recording():
@@ -293,7 +308,7 @@ class RouteTracing:
         if not _RECORDING.get():
             return UNTRACED
         span = self.tracer.start_span(f"demur.branch {name}", attributes={"demur.branch": name})
-        return SpanScope(span)
+        return SpanScope(span, self)
 
     def retrieval(self, retriever: str, k: int, query: str) -> SpanScope | _Untraced:
         """A retrieval span after the GenAI retrieval conventions."""
@@ -307,7 +322,7 @@ class RouteTracing:
         if self.capture_content:
             attributes["gen_ai.retrieval.query.text"] = self.redact(query)
         span = self.tracer.start_span("retrieval", kind=SpanKind.INTERNAL, attributes=attributes)
-        return SpanScope(span)
+        return SpanScope(span, self)
 
     def record_retrieval(self, span: Span, retrieval: Retrieval) -> None:
         if not span.is_recording():
@@ -334,7 +349,7 @@ class RouteTracing:
         span = self.tracer.start_span(
             f"demur.estimate {name}", attributes={"demur.estimator": name}
         )
-        return SpanScope(span)
+        return SpanScope(span, self)
 
     # --- scores and decisions ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ models."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -242,18 +243,23 @@ def test_a_model_that_refuses_chat_is_asked_again_with_a_prompt_once_and_for_all
     assert [r.messages is not None for r in model.calls[3:]] == [False, False]
 
 
-def test_a_model_that_refuses_both_forms_fails_the_estimator_with_both_reasons() -> None:
+def test_a_model_that_refuses_both_forms_fails_the_estimator_with_both_reasons(caplog) -> None:
     def broken(request: GenerationRequest) -> Reply | Exception:
         if is_grading(request):
             return PermanentModelError("rejected", model="m")
         return Reply.confident("Paris", 0.9)
 
     router = Router(
-        [ScriptedModel("m", broken)], estimators=[VerbalizedConfidence()], policy=Ladder(0.5)
+        [ScriptedModel("m", broken)],
+        estimators=[VerbalizedConfidence()],
+        policy=Ladder(0.5),
+        capture_content=True,
     )
-    score = router.route("Q?").steps[0].scores[0]
-    assert score.status == "failed"
-    assert "both as chat messages" in (score.detail or "")
+    with caplog.at_level(logging.WARNING, logger="demur.router"):
+        score = router.route("Q?").steps[0].scores[0]
+    assert (score.status, score.error_type) == ("failed", "EstimatorError")
+    # The reasons quote the model's errors: the log has them, under capture_content.
+    assert any("both as chat messages" in r.getMessage() for r in caplog.records)
 
 
 def test_an_explicit_style_is_obeyed() -> None:

@@ -113,7 +113,8 @@ def test_it_never_changes_the_flow_even_when_scoring_fails():
     assert out == "Paris"
     assert handler.last is not None
     assert handler.last.scores[0].status == "failed"
-    assert "estimator bug" in (handler.last.scores[0].detail or "")
+    assert handler.last.scores[0].error_type == "RuntimeError"
+    assert "estimator bug" not in (handler.last.scores[0].detail or "")
 
 
 class Unavailable(EstimatorBase):

@@ -350,8 +350,8 @@ def test_estimators_that_ask_the_engine_again_fail_with_a_clear_reason():
     )
     verdict = gated.query(QUESTION).metadata[VERDICT_KEY]
     verbal, grounded = verdict.steps[0].scores
-    assert verbal.status == "failed"
-    assert "cannot answer other prompts" in verbal.detail
+    assert (verbal.status, verbal.error_type) == ("failed", "EstimatorError")
+    assert verbal.detail == "verbal raised EstimatorError"  # logged with capture_content
     assert grounded.status == "ok" and verdict.status == "answered"
 
 

@@ -17,6 +17,7 @@ from demur import (
     RouteState,
     Step,
 )
+from demur.errors import InvalidPayload, QueueUnavailable
 from demur.protocols import RouterSpec
 from demur.router import _engine
 from demur.types import Candidate, Score
@@ -104,9 +105,23 @@ def test_a_ticket_holds_every_answer_written_and_the_reason() -> None:
     assert (request.reason, request.priority, request.idempotency_key) == ("too unsure", 2, "7")
 
 
-def test_a_queue_failure_turns_the_hand_off_into_an_abstention() -> None:
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (
+            QueueUnavailable("review queue /srv/private/queue.db: database is locked"),
+            "queue_unavailable (QueueUnavailable)",
+        ),
+        (InvalidPayload("ticket.priority is 2147483648, outside ..."), "ticket_invalid"),
+        (OSError("cannot write /srv/private/queue.db"), "queue_failed (OSError)"),
+    ],
+)
+def test_a_queue_failure_turns_the_hand_off_into_an_abstention_with_a_code(error, failure):
     steps = [answered().model_copy(update={"decision": decide(AskHuman(), "unsure")})]
-    _engine.with_queue_failure(steps, OSError("database is locked"))
+    _engine.with_queue_failure(steps, error)
     decision = steps[-1].decision
     assert decision is not None and decision.action == Abstain()
-    assert decision.reason == "unsure; review queue failed: database is locked"
+    assert decision.reason.startswith(f"unsure; review queue failed: {failure}")
+    assert decision.reason.endswith(", so no person was asked")
+    # The error's message (a path, a value) stays out: the reason reaches API clients.
+    assert "/srv/private" not in decision.reason and "2147483648" not in decision.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 
 import pytest
@@ -35,6 +36,7 @@ from demur import (
     UsageError,
 )
 from demur.bases import EstimatorBase, PolicyBase
+from demur.errors import QueueUnavailable
 from demur.estimators.base import Attempt
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.002)
@@ -242,7 +244,7 @@ def test_a_failing_estimator_is_recorded_and_skipped():
     verdict = router.route("Capital?")
     failed, ok = verdict.steps[0].scores
     assert failed.status == "failed"
-    assert failed.detail == "RuntimeError: disk on fire"
+    assert (failed.detail, failed.error_type) == ("broken raised RuntimeError", "RuntimeError")
     assert ok.status == "ok"
     assert verdict.confidence == pytest.approx(0.9)
     assert verdict.status == "answered"
@@ -476,8 +478,55 @@ def test_a_broken_queue_loses_nothing_and_abstains_with_the_reason(tmp_path):
     verdict = router.route("Q?")
     assert verdict.status == "abstained"
     decision = verdict.steps[-1].decision
-    assert decision is not None and "review queue failed: disk full" in decision.reason
+    assert decision is not None and "review queue failed: queue_failed (OSError)" in decision.reason
+    assert "disk full" not in decision.reason
     assert verdict.steps[0].candidate is not None  # the model's answer is still on the verdict
+
+
+class UnavailableQueue(SqliteQueue):
+    """A queue whose database is gone: its error names the file, as real ones do."""
+
+    def enqueue(self, request):
+        raise QueueUnavailable("cannot open the review queue /srv/private/queue.db: disk I/O")
+
+
+def test_a_queue_failure_gives_a_code_to_the_caller_and_the_path_to_the_log(tmp_path, caplog):
+    caplog.set_level(logging.ERROR, logger="demur.router")
+    weak, _ = weak_strong()
+    router = Router(
+        [weak],
+        estimators=[MeanTokenLogprob()],
+        policy=ladder(AskHuman()),
+        queue=UnavailableQueue(tmp_path / "q.db"),
+    )
+    verdict = router.route("Q?")
+    assert verdict.status == "abstained"
+    assert "/srv/private" not in verdict.model_dump_json()
+    reason = verdict.steps[-1].decision.reason
+    assert "review queue failed: queue_unavailable (QueueUnavailable)" in reason
+    logged = [r.getMessage() for r in caplog.records if r.name == "demur.router"]
+    assert any(
+        "(queue_unavailable)" in line and "/srv/private/queue.db: disk I/O" in line
+        for line in logged
+    )
+
+
+def test_a_ticket_the_queue_refuses_is_ticket_invalid(tmp_path):
+    class Urgent(PolicyBase):
+        name = "urgent"
+
+        def decide(self, state):
+            from demur import Decision
+
+            return Decision(action=AskHuman(priority=2**31), reason="very urgent")
+
+    model = ScriptedModel("m", [Reply.confident("x", 0.9)])
+    queue = SqliteQueue(tmp_path / "q.db")
+    verdict = Router([model], policy=Urgent(), queue=queue).route("Q?")
+    assert verdict.status == "abstained"
+    reason = verdict.steps[-1].decision.reason
+    assert reason.startswith("very urgent; review queue failed: ticket_invalid (InvalidPayload)")
+    assert queue.stats().total == 0
 
 
 # --- bad input and bad setup ----------------------------------------------------------------
@@ -558,7 +607,7 @@ def test_an_estimator_returning_garbage_is_recorded_as_failed():
     verdict = Router([model], estimators=[Garbage("garbage")], policy=Ladder(0.5)).route("Q?")
     score = verdict.steps[0].scores[0]
     assert score.status == "failed"
-    assert score.detail == "TypeError: returned float, not a demur.Score"
+    assert score.detail == "NotAScoreError: returned float, not a demur.Score"
 
 
 def test_replace_derives_a_router_with_some_options_changed():
