@@ -33,6 +33,7 @@ PUBLIC = (
     "demur.integrations.langchain",
     "demur.integrations.llamaindex",
     "demur.policies",
+    "demur.pregen",
     "demur.queue",
     "demur.retrieval",
     "demur.review",

@@ -6,6 +6,13 @@ from demur._lazy import lazy_exports as _lazy_exports
 from demur.correctness import is_correct, normalize_answer
 from demur.evaluation.dataset import EvalDataset, EvalItem, RowProblem, load_dataset
 from demur.evaluation.grading import JudgeGrader
+from demur.evaluation.pregen_rows import (
+    load_routing_rows,
+    merge_rows,
+    records_to_rows,
+    rows_from_records,
+    rows_from_run,
+)
 from demur.evaluation.runner import EvalResults, run_eval
 
 if TYPE_CHECKING:
@@ -42,8 +49,13 @@ __all__ = [
     "cross_fit_ensemble",
     "is_correct",
     "load_dataset",
+    "load_routing_rows",
     "member_table",
+    "merge_rows",
     "normalize_answer",
+    "records_to_rows",
+    "rows_from_records",
+    "rows_from_run",
     "run_eval",
     "summarize_run",
 ]
