@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from demur.pregen.rows import RoutingRow
 
 ROWS_HELP = (
-    "`demur eval` run folders (one per model), `demur queue export` folders, or per-question "
-    "records (JSONL: question, context, and per model {correct, accepted, seconds})"
+    "`demur eval` run folders (one per model), `demur queue export` folders, route logs kept "
+    "with their text, or per-question records (JSONL: question, context, and per model "
+    "{correct, accepted, seconds})"
 )
 
 

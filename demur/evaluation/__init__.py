@@ -11,6 +11,7 @@ from demur.evaluation.pregen_rows import (
     merge_rows,
     records_to_rows,
     rows_from_records,
+    rows_from_route_log,
     rows_from_run,
 )
 from demur.evaluation.runner import EvalResults, run_eval
@@ -55,6 +56,7 @@ __all__ = [
     "normalize_answer",
     "records_to_rows",
     "rows_from_records",
+    "rows_from_route_log",
     "rows_from_run",
     "run_eval",
     "summarize_run",

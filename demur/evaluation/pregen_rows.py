@@ -6,6 +6,8 @@
   when that file is there.
 - A `demur queue export` folder: the same format, each candidate graded by the reviewer's
   verdict, with the ticket's passages.
+- A route log (`demur.RouteLog`, kept with `capture_content=True`): each route with a later
+  outcome, every graded step under its model, `accepted` as the route's policy decided.
 - Per-question records (JSONL), one line per question with every model's outcome:
 
       {"question": "...", "context": ["..."],
@@ -145,6 +147,30 @@ def rows_from_records(path: str | Path) -> list[RoutingRow]:
     return [_record_row(record, f"{path}, line {n}") for n, record in _read_jsonl(path)]
 
 
+# --- route logs ---------------------------------------------------------------------------------
+
+
+def _hashed(text: object) -> bool:
+    return isinstance(text, str) and text.startswith("sha256:")
+
+
+def rows_from_route_log(path: str | Path) -> list[RoutingRow]:
+    """Rows from a route log's labelled routes (its text must have been kept, not hashed)."""
+    from demur.routelog.reader import RouteLogReader
+
+    records = RouteLogReader(path).question_records()
+    hashed = sum(1 for record in records if _hashed(record.get("question")))
+    if hashed:
+        raise ConfigError(
+            f"route log {path}: {hashed} of {len(records)} labelled questions are kept as "
+            "hashes, and the predictor needs their text; log with "
+            "RouteLog(path, capture_content=True)"
+        )
+    for record in records:
+        record["context"] = [p for p in record.get("context") or [] if not _hashed(p)]
+    return records_to_rows(records, f"route log {path}")
+
+
 # --- any of them ------------------------------------------------------------------------------
 
 
@@ -170,11 +196,17 @@ def merge_rows(rows: Iterable[RoutingRow]) -> list[RoutingRow]:
     ]
 
 
-def _is_run(path: Path) -> bool:
+def _kind(path: Path) -> str:
+    """ "run" (an eval run or queue export), "route log" or "records"."""
     if path.is_dir() or path.name == RESULTS:
-        return True
+        return "run"
     first = next(iter(_read_jsonl(path)), None)
-    return first is not None and "model" in first[1] and "correct" in first[1]
+    if first is None:
+        return "records"
+    row = first[1]
+    if str(row.get("kind", "")).startswith("demur."):
+        return "route log"
+    return "run" if "model" in row and "correct" in row else "records"
 
 
 def load_routing_rows(
@@ -183,17 +215,26 @@ def load_routing_rows(
     """Rows from eval runs, queue exports and records files, joined by question.
 
     A folder (or a results.jsonl, or any JSONL whose rows carry 'model' and 'correct') is read
-    as a run or an export; any other JSONL as per-question records. `dataset` gives eval runs
+    as a run or an export; a route log by its records' kind; any other JSONL as per-question
+    records. `dataset` gives eval runs
     their passages when run.json does not point at the dataset.
     """
     if not paths:
-        raise ConfigError("no rows given; pass eval run folders, queue exports or records files")
+        raise ConfigError(
+            "no rows given; pass eval run folders, queue exports, route logs or records files"
+        )
     rows: list[RoutingRow] = []
     for given in paths:
         path = Path(given)
         if not path.exists():
             raise ConfigError(f"'{path}' does not exist; pass a run folder or a JSONL file")
-        rows += rows_from_run(path, dataset=dataset) if _is_run(path) else rows_from_records(path)
+        kind = _kind(path)
+        if kind == "run":
+            rows += rows_from_run(path, dataset=dataset)
+        elif kind == "route log":
+            rows += rows_from_route_log(path)
+        else:
+            rows += rows_from_records(path)
     if not rows:
         raise ConfigError(
             f"no graded answers in {', '.join(str(p) for p in paths)}; grade the runs first"
@@ -206,5 +247,6 @@ __all__ = [
     "merge_rows",
     "records_to_rows",
     "rows_from_records",
+    "rows_from_route_log",
     "rows_from_run",
 ]

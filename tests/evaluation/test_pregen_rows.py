@@ -186,3 +186,41 @@ def test_merge_keeps_a_second_answer_of_the_same_model_as_another_row():
     )
     assert [sorted(r.outcomes) for r in rows] == [["strong", "weak"], ["weak"], ["weak"]]
     assert records_to_rows([{"question": "q", "weak": {"correct": True}}])[0].question == "q"
+
+
+def _logged_routes(path, capture_content):
+    from demur import Abstain, Escalate, Ladder, MeanTokenLogprob, Query, Router
+    from demur.routelog import LoggedRouter, RouteLog
+    from demur.testing import Reply, ScriptedModel
+
+    log = RouteLog(path, capture_content=capture_content)
+    router = LoggedRouter(
+        Router(
+            [
+                ScriptedModel("weak", [Reply.confident("Lyon", 0.3)]),
+                ScriptedModel("strong", [Reply.confident("Paris", 0.9)]),
+            ],
+            estimators=[MeanTokenLogprob()],
+            policy=Ladder(threshold=0.6, rungs=[Escalate("strong"), Abstain()]),
+        ),
+        log,
+    )
+    router.route(Query("Capital of France?", context=("France's capital is Paris.",), id="q1"))
+    log.record_outcome("q1", True, source="spot_check")
+    log.close()
+
+
+def test_a_route_log_kept_with_its_text(tmp_path):
+    path = tmp_path / "routes.jsonl"
+    _logged_routes(path, capture_content=True)
+    (row,) = load_routing_rows([path])
+    assert row.question == "Capital of France?"
+    assert row.context == ("France's capital is Paris.",)
+    assert row.outcomes["strong"].correct and row.outcomes["strong"].success
+
+
+def test_a_route_log_with_hashed_text_is_refused(tmp_path):
+    path = tmp_path / "routes.jsonl"
+    _logged_routes(path, capture_content=False)
+    with pytest.raises(ConfigError, match="kept as hashes.*capture_content=True"):
+        load_routing_rows([path])
