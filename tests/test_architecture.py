@@ -46,8 +46,8 @@ LAYERS: dict[str, int] = {
     "demur.calibration": 3,
     "demur.queue": 3,
     "demur.routelog": 3,
-    "demur.router": 4,
     "demur.pregen": 3,
+    "demur.router": 4,
     "demur.drift": 4,
     "demur.adapters": 5,
     "demur.retrieval": 5,
@@ -81,9 +81,9 @@ ALLOWED_SAME_LAYER: set[tuple[str, str]] = {
     ("demur.grounding", "demur.estimators"),
     # The ensemble estimator fits its weights with calibration's metrics and file format.
     ("demur.estimators", "demur.calibration"),
-    # The chroma store indexes and retrieves with the built-in embedders.
     # The pre-generation predictor saves its file with calibration's JSON helpers.
     ("demur.pregen", "demur.calibration"),
+    # The chroma store indexes and retrieves with the built-in embedders.
     ("demur.retrieval", "demur.adapters"),
     # Config builds Model objects from their config sections.
     ("demur.config", "demur.adapters"),
