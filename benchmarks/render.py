@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from benchmarks.render_drift import render_drift
 from benchmarks.render_embeddings import render_embeddings
 from benchmarks.render_ensemble import render_ensemble
+from benchmarks.render_hostile import render_hostile
 from benchmarks.render_pregen import render_pregen
 
 # What "weak" and "strong" were in the results measured before the Qwen ladder became the
@@ -37,6 +38,7 @@ def render(
     embeddings: dict | None = None,
     pregen: dict | None = None,
     drift: dict | None = None,
+    hostile: dict | None = None,
     skipped: Collection[str] = (),
 ) -> str:
     """docs/benchmarks.md from the benchmarks' results; `skipped` names those taken from
@@ -156,6 +158,8 @@ def render(
         lines += render_langchain(langchain)
     if gateway is not None:
         lines += render_gateway(gateway)
+    if hostile is not None:
+        lines += render_hostile(hostile)
     if queue is not None:
         lines += render_queue(queue)
     if drift is not None:

@@ -83,7 +83,7 @@ def main() -> None:
         default="",
         help="comma-separated benchmarks to take from saved results: "
         "overhead,import,demo,ladder,ensemble,pregen,embeddings,extra_buffers,retrieval,rag,conflict,langchain,"
-        "gateway,queue,drift",
+        "gateway,hostile,queue,drift",
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
@@ -144,6 +144,7 @@ def main() -> None:
     gateway = run_optional(
         "bench_gateway", *(["--requests", "100", "--rounds", "2"] if args.quick else [])
     )
+    hostile = run_optional("bench_hostile")
     queue = run_optional("bench_queue", *(["--tickets", "200"] if args.quick else []))
     drift = run_optional(
         "bench_drift",
@@ -169,6 +170,7 @@ def main() -> None:
             embeddings=embeddings,
             pregen=pregen,
             drift=drift,
+            hostile=hostile,
             skipped=SKIP,
         )
         + "\n"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from demur.cli import _options
+from demur.cli import _options, _web
 
 if TYPE_CHECKING:
     from demur.cli._options import Commands
@@ -36,6 +36,7 @@ def add_parser(commands: Commands) -> None:
     review.add_argument(
         "--lease", type=float, help="seconds a claim lasts (the queue's default, 300)"
     )
+    _web.add_listener_options(review)
     review.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -55,6 +56,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         tokens_file=args.tokens_file,
         lease_s=args.lease,
         log_level=args.log_level,
+        **_web.listener_settings(args),
     )
     settings.resolved_tokens()  # before opening the queue: no token, no reviewer
     serve_review(_options.open_queue(args), settings, owns_queue=True)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from demur.cli import _options
+from demur.cli import _options, _web
 
 if TYPE_CHECKING:
     from demur.cli._options import Commands
@@ -46,6 +46,30 @@ def add_parser(commands: Commands) -> None:
     server.add_argument(
         "--shutdown-timeout", type=float, default=30.0, help="seconds to drain on SIGTERM (30)"
     )
+    server.add_argument(
+        "--metrics-require-auth",
+        action="store_true",
+        help="ask for an API key on /metrics too (default: open, like /healthz)",
+    )
+    server.add_argument(
+        "--auth-failure-rate",
+        type=float,
+        help="failed authentications per second per client address, after the burst (1)",
+    )
+    server.add_argument(
+        "--auth-failure-burst",
+        type=int,
+        help="failed authentications a client address may make at once (10)",
+    )
+    server.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web app origin (https://app.example.org) whose browser requests are served, "
+        "with CORS headers; repeat for more, * for any (default: none, such requests get 403)",
+    )
+    _web.add_listener_options(server)
     server.add_argument("--model-name", default="demur", help="model id listed in /v1/models")
     server.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
@@ -57,6 +81,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from demur.server.run import serve  # fails early, naming the extra, without starlette
     from demur.server.settings import ServerSettings, read_key_file
 
+    optional = {
+        "auth_failure_rate_per_s": args.auth_failure_rate,
+        "auth_failure_burst": args.auth_failure_burst,
+    }
     settings = _options.settings(
         ServerSettings,
         "server settings",
@@ -73,6 +101,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shutdown_timeout_s=args.shutdown_timeout,
         model_name=args.model_name,
         log_level=args.log_level,
+        metrics_require_auth=args.metrics_require_auth,
+        cors_origins=tuple(args.cors_origin),
+        **{name: value for name, value in optional.items() if value is not None},
+        **_web.listener_settings(args),
     )
     settings.check_exposure(settings.resolved_keys())  # before loading any model
     config = _options.router_config(args)

@@ -40,6 +40,7 @@ from demur.queue.base import ReviewQueue
 from demur.review import errors, pages
 from demur.review.routes import ReviewApp
 from demur.review.settings import ReviewSettings
+from demur.web.guard import RequestGuard
 
 # No script may run at all; styles only from this app; forms only post back to it.
 # Referrer-Policy "same-origin", not "no-referrer": with the latter browsers send
@@ -122,7 +123,15 @@ def create_review_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_SecurityHeaders)],
+        middleware=[
+            Middleware(_SecurityHeaders),
+            Middleware(
+                RequestGuard,
+                hosts=settings.host_names(settings.host),
+                refuse=errors.refusal,
+                logger="demur.review",
+            ),
+        ],
         exception_handlers=errors.handlers(sign_in.current, SECURITY_HEADERS),
         lifespan=lifespan,
     )

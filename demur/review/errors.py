@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from demur.queue.base import Ticket
@@ -122,6 +122,19 @@ def conflict(ticket: Ticket, reviewer: str, *, lease_ran_out: bool) -> ReviewErr
     return ReviewError(409, title, message, claim=ticket.id, back=back, back_label=label)
 
 
+def refusal(status: int, message: str, code: str) -> Response:
+    """A page for a request refused before any handler runs (wrong host, shutting down)."""
+    titles = {421: "Wrong address", 503: "Shutting down"}
+    text = message[:1].upper() + message[1:]
+    body = pages.error_page(status, titles.get(status, "Refused"), text)
+    return HTMLResponse(body, status_code=status)
+
+
+def connection_refusal(status: int, message: str) -> tuple[str, bytes]:
+    """The text of a 408, 431 or 503 that the server writes on the connection itself."""
+    return "text/plain; charset=utf-8", (message[:1].upper() + message[1:] + ".\n").encode()
+
+
 def handlers(
     current: Callable[[Request], Session | None], security_headers: Mapping[str, str]
 ) -> dict[type[Exception], Handler]:
@@ -167,6 +180,11 @@ def handlers(
         )
         return page(request, error)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # The browser hung up before sending the whole form: nobody will see this page.
+        logger.info("the client disconnected before sending the whole request")
+        return HTMLResponse("", status_code=400)
+
     async def on_internal_error(request: Request, exc: Exception) -> Response:
         logger.exception("the reviewer app failed on %s %s", request.method, request.url.path)
         body = pages.error_page(
@@ -178,8 +196,17 @@ def handlers(
         ReviewError: on_review_error,
         LoginRequired: on_login_required,
         HTTPException: on_http_error,
+        ClientDisconnect: on_client_gone,
         Exception: on_internal_error,
     }
 
 
-__all__ = ["LoginRequired", "ReviewError", "conflict", "handlers", "missing"]
+__all__ = [
+    "LoginRequired",
+    "ReviewError",
+    "conflict",
+    "connection_refusal",
+    "handlers",
+    "missing",
+    "refusal",
+]

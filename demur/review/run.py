@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from demur.errors import ConfigError
 from demur.queue.base import ReviewQueue
+from demur.review import errors
 from demur.review.app import create_review_app
 from demur.review.settings import ReviewSettings
 from demur.web.serving import (
@@ -34,7 +35,15 @@ def configure_logging(level: str = "info", stream: IO[str] | None = None) -> Non
 
 
 def _server(app: Starlette, host: str, port: int, settings: ReviewSettings) -> ListeningServer:
-    config = uvicorn_config(app, host, port, settings.log_level, settings.shutdown_timeout_s)
+    config = uvicorn_config(
+        app,
+        host,
+        port,
+        settings.log_level,
+        settings.shutdown_timeout_s,
+        settings,
+        errors.connection_refusal,
+    )
     return ListeningServer(config, "demur.review")
 
 

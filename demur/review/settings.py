@@ -7,11 +7,12 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from demur.errors import ConfigError
 from demur.queue.limits import MAX_LEASE_S
 from demur.web.hosts import is_loopback
+from demur.web.settings import ListenerSettings
 
 DEFAULT_TOKENS_ENV = "DEMUR_REVIEWER_TOKENS"
 MIN_TOKEN_CHARS = 16
@@ -23,7 +24,7 @@ _HOW = (
 )
 
 
-class ReviewSettings(BaseModel):
+class ReviewSettings(ListenerSettings):
     """How `demur review` runs.
 
     Reviewers log in with a token. `tokens` maps each token to a reviewer id; more come from
@@ -35,7 +36,9 @@ class ReviewSettings(BaseModel):
     logs everyone out). `secure_cookies` marks cookies HTTPS-only; by default it is on unless
     the host is loopback. `lease_s` is how long a claim lasts (the queue's default if None;
     at most a week). Failed and successful logins share a token bucket per client address:
-    `login_rate_per_s` sustained, bursts of `login_burst`.
+    `login_rate_per_s` sustained, bursts of `login_burst`. Connection limits, trusted
+    proxies (which decide the client address those buckets go by) and allowed `Host` names:
+    see ListenerSettings.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -24,6 +24,10 @@ What a request gets back:
 | over the key's rate limit / over `max_in_flight` | 429 / 503, with Retry-After |
 | the router raised (a policy or backend bug; details in the log) | 500 `route_error` |
 | unknown path / wrong method | 404 / 405 |
+| a body not sent as `application/json` | 415 `unsupported_media_type` |
+| a `Host` not allowed / a browser `Origin` not in `cors_origins` | 421 / 403 |
+| too many failed authentications from the client's address | 429, with Retry-After |
+| headers or body too slow / headers too large / every connection busy | 408 / 431 / 503 |
 
 So an abstention is a normal answer (the router worked and chose not to answer), while a
 route in which no model answered at all is an upstream failure, reported as one; a policy
@@ -61,8 +65,8 @@ from starlette.routing import Route
 from demur._version import __version__
 from demur.errors import ContextOverflowError, DemurError, InvalidQueryError
 from demur.router.router import Router
-from demur.server.auth import ApiKeys
-from demur.server.errors import HANDLERS, JSON, ApiError
+from demur.server.auth import ApiKeys, AuthFailures
+from demur.server.errors import HANDLERS, JSON, ApiError, refusal
 from demur.server.metrics import CONTENT_TYPE, GatewayMetrics
 from demur.server.observe import Observe, request_log
 from demur.server.openai_schema import (
@@ -84,6 +88,7 @@ from demur.server.responses import (
 )
 from demur.server.settings import ServerSettings
 from demur.types import Query, Verdict
+from demur.web.guard import RequestGuard
 from demur.web.limits import RateLimiter
 
 logger = logging.getLogger("demur.server")
@@ -91,6 +96,17 @@ logger = logging.getLogger("demur.server")
 CHAT_PATH = "/v1/chat/completions"
 _PATHS = {CHAT_PATH, "/v1/models", "/healthz", "/readyz", "/metrics"}
 _DEADLINE_GRACE_S = 5.0
+# What a web app allowed by `cors_origins` may read of a response besides the body.
+_EXPOSED_HEADERS = (
+    "x-request-id",
+    "x-demur-action",
+    "x-demur-status",
+    "x-demur-confidence",
+    "x-demur-model",
+    "x-demur-trace-id",
+    "x-demur-ticket-id",
+    "retry-after",
+)
 
 
 class Gateway:
@@ -109,6 +125,9 @@ class Gateway:
         keys = settings.resolved_keys(environ)
         settings.check_exposure(keys)
         self.keys = ApiKeys(keys)
+        self.auth_failures = AuthFailures(
+            settings.auth_failure_rate_per_s, settings.auth_failure_burst
+        )
         self.limiter = (
             RateLimiter(settings.rate_limit_rps, settings.burst)
             if settings.rate_limit_rps is not None
@@ -172,8 +191,11 @@ class Gateway:
         """The caller's key id (None when authentication is off); 401 when not allowed."""
         if not self.keys:
             return None
+        client = request.client.host if request.client else "unknown"
+        self.auth_failures.check(client)
         found = self.keys.check(request.headers.get("authorization"))
         if found is None:
+            self.auth_failures.record(client)
             given = "authorization" in request.headers
             raise ApiError(
                 401,
@@ -377,7 +399,17 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Observe, metrics=gateway.metrics, paths=_PATHS)],
+        middleware=[
+            Middleware(Observe, metrics=gateway.metrics, paths=_PATHS),
+            Middleware(
+                RequestGuard,
+                hosts=settings.host_names(settings.host),
+                refuse=refusal,
+                origins=settings.cors_origins,
+                expose_headers=_EXPOSED_HEADERS,
+                logger="demur.server",
+            ),
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

@@ -1,10 +1,15 @@
-"""Bearer API keys, compared in constant time; logs see a key id, never the key."""
+"""Bearer API keys, compared in constant time; logs see a key id, never the key. Clients
+that keep failing to authenticate are slowed down per address (`AuthFailures`)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable
+
+from demur.server.errors import ApiError
+from demur.web.limits import RateLimiter
 
 
 def key_id(key: str) -> str:
@@ -43,4 +48,35 @@ class ApiKeys:
         return found
 
 
-__all__ = ["ApiKeys", "key_id"]
+class AuthFailures:
+    """Failed authentications per client address, each address a token bucket.
+
+    An address whose bucket is empty gets 429 before its key is even looked at, so guessing
+    keys goes no faster than `rate` a second (after a first burst of `burst`).
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._limiter = RateLimiter(rate, burst)
+
+    def check(self, client: str) -> None:
+        """429 with Retry-After while `client` has used up its failed attempts."""
+        wait = self._limiter.wait(client)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                f"too many failed authentications from this address ({self.burst}, then "
+                f"{self.rate:g} a second); check the API key and retry after {seconds}s",
+                type="rate_limit_error",
+                code="too_many_failed_authentications",
+                headers={"Retry-After": str(seconds)},
+            )
+
+    def record(self, client: str) -> None:
+        """Count one failed authentication from `client`."""
+        self._limiter.acquire(client)
+
+
+__all__ = ["ApiKeys", "AuthFailures", "key_id"]

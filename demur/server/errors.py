@@ -1,5 +1,6 @@
 """The gateway's error responses: `ApiError`, in OpenAI's shape, and the app's exception
-handlers (unknown paths and methods, ApiError, and anything else as a 500)."""
+handlers (unknown paths and methods, ApiError, a client gone mid-request, and anything else
+as a 500)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from demur.server.openai_schema import DemurInfo, ErrorBody, ErrorDetail
@@ -66,6 +67,28 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up before its request was read: nobody will read this answer.
+    logger.info("the client disconnected before sending the whole request")
+    return ApiError(
+        400, "the client disconnected before sending the whole request", code="client_disconnected"
+    ).response()
+
+
+def refusal(status: int, message: str, code: str) -> Response:
+    """An error the gateway answers before any endpoint runs (wrong host, other origin)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return ApiError(status, message, type=kind, code=code).response()
+
+
+def connection_refusal(status: int, message: str) -> tuple[str, bytes]:
+    """The body of a 408, 431 or 503 that the server writes on the connection itself."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    code = {408: "request_timeout", 431: "headers_too_large", 503: "too_many_connections"}
+    error = ErrorBody(error=ErrorDetail(message=message, type=kind, code=code.get(status)))
+    return JSON, error.model_dump_json(exclude={"demur"}).encode()
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return ApiError(
@@ -76,7 +99,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 HANDLERS: dict[type[Exception], Handler] = {
     ApiError: _api_error,
     HTTPException: _http_error,
+    ClientDisconnect: _client_gone,
     Exception: _internal_error,
 }
 
-__all__ = ["HANDLERS", "JSON", "ApiError"]
+__all__ = ["HANDLERS", "JSON", "ApiError", "connection_refusal", "refusal"]

@@ -1,9 +1,9 @@
 """Reading a chat completion request: the body (size-limited JSON), its schema, and the query
-it asks the router; every problem becomes a 400, 413 or 422 `ApiError` that names the field."""
+it asks the router; every problem becomes a 400, 413, 415 or 422 `ApiError` that names the
+field."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -14,12 +14,32 @@ from demur.server.errors import ApiError
 from demur.server.openai_schema import ChatCompletionRequest, RequestProblem
 from demur.types import Query
 from demur.web.limits import BadContentLength, BodyTooLarge, declared_length, read_limited
+from demur.web.strict_json import JsonRefused, loads
 
 _TYPE_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-.*)$")
 
 
+def check_json_type(content_type: str | None) -> None:
+    """415 unless the body is declared as JSON in UTF-8.
+
+    Browsers send `text/plain` and form types cross-site without asking first, so insisting
+    on `application/json` keeps a web page from posting questions on a visitor's behalf.
+    """
+    media, _, params = (content_type or "").partition(";")
+    charset = params.strip().lower().removeprefix("charset=").strip('"') if params else ""
+    if media.strip().lower() != "application/json" or charset not in ("", "utf-8"):
+        shown = (content_type or "no Content-Type")[:100]
+        raise ApiError(
+            415,
+            f"the request body must be sent as 'Content-Type: application/json' (UTF-8), "
+            f"not {shown!r}",
+            code="unsupported_media_type",
+        )
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, read up to `limit` bytes."""
+    check_json_type(request.headers.get("content-type"))
     try:
         declared = declared_length(request.headers.get("content-length"))
         raw = await read_limited(request.stream(), limit, declared)
@@ -30,8 +50,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "the request body is empty; send a JSON chat completion request")
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = loads(raw)
+    except JsonRefused as exc:
         message = f"the request body is not valid JSON: {exc}"
         raise ApiError(400, message, code="invalid_json") from None
     if not isinstance(body, dict):
@@ -81,4 +101,4 @@ def schema_error(exc: ValidationError) -> ApiError:
     )
 
 
-__all__ = ["parse_chat", "query_of", "read_json", "schema_error"]
+__all__ = ["check_json_type", "parse_chat", "query_of", "read_json", "schema_error"]

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from demur.errors import ConfigError
 from demur.router.router import Router
 from demur.server.app import Gateway, create_app
+from demur.server.errors import connection_refusal
 from demur.server.settings import ServerSettings
 from demur.web.serving import (
     JsonFormatter,
@@ -78,7 +79,13 @@ def serve(
     configure_logging(settings.log_level, log_stream)
     app = create_app(router, settings, tracer_provider=tracer_provider, owns_router=owns_router)
     config = uvicorn_config(
-        app, settings.host, settings.port, settings.log_level, settings.shutdown_timeout_s
+        app,
+        settings.host,
+        settings.port,
+        settings.log_level,
+        settings.shutdown_timeout_s,
+        settings,
+        connection_refusal,
     )
     run_in_foreground(_Server(config, app.state.gateway), settings.host, settings.port)
 
@@ -103,7 +110,15 @@ class BackgroundServer(ThreadedServer):
         gateway = getattr(app.state, "gateway", None)
         if not isinstance(gateway, Gateway):
             raise ConfigError("BackgroundServer serves apps made by demur.server.create_app")
-        config = uvicorn_config(app, host, port, gateway.settings.log_level, shutdown_timeout_s)
+        config = uvicorn_config(
+            app,
+            host,
+            port,
+            gateway.settings.log_level,
+            shutdown_timeout_s,
+            gateway.settings,
+            connection_refusal,
+        )
         super().__init__(
             _Server(config, gateway), host=host, what="gateway", thread="demur-gateway"
         )

@@ -7,16 +7,18 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from demur.errors import ConfigError
 from demur.web.hosts import is_loopback
+from demur.web.settings import ListenerSettings
 
 DEFAULT_KEYS_ENV = "DEMUR_API_KEYS"
+_ORIGIN = re.compile(r"^https?://[^/\s?#@]+$", re.IGNORECASE)
 DEFAULT_PENDING_MESSAGE = "A person will answer this question; your review ticket is {ticket_id}."
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(ListenerSettings):
     """How `demur serve` runs.
 
     API keys come from `api_keys` and from the environment variable `api_key_env` (keys
@@ -28,6 +30,14 @@ class ServerSettings(BaseModel):
     to `rate_limit_burst`; without keys, each client address has its own bucket.
     `route_timeout_s` bounds a whole route (default: the router's deadline plus 5 s) and
     `max_in_flight` the routes running at once (more get 503 with Retry-After).
+
+    Failed authentications (a wrong or missing key) are limited per client address to
+    `auth_failure_rate_per_s` sustained with bursts of `auth_failure_burst`; past that the
+    client gets 429 with Retry-After, its keys unchecked, until the bucket refills.
+    `metrics_require_auth` makes `/metrics` ask for a key too. Browser requests from another
+    origin (any `Origin` header) are refused with 403 unless the origin is in `cors_origins`
+    (`*` for any), which then also get CORS headers and preflight answers. Connection
+    limits, trusted proxies and allowed `Host` names: see ListenerSettings.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,8 +55,23 @@ class ServerSettings(BaseModel):
     model_name: str = Field(default="demur", min_length=1)
     pending_message: str = DEFAULT_PENDING_MESSAGE
     metrics_require_auth: bool = False
+    auth_failure_rate_per_s: float = Field(default=1.0, gt=0)
+    auth_failure_burst: int = Field(default=10, ge=1)
+    cors_origins: tuple[str, ...] = ()
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "info"
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"CORS origin {origin!r} is not an origin; give scheme, host and port as a "
+                    "browser sends them, e.g. https://app.example.org or http://localhost:5173 "
+                    "(no path, no trailing slash), or * for any"
+                )
+        return tuple(origin.lower() for origin in value)
 
     def resolved_keys(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
         """The configured keys plus those in `api_key_env`, without duplicates or blanks."""

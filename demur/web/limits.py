@@ -79,6 +79,15 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    def wait(self, key: str) -> float:
+        """The seconds until `key` has a token (0.0 when it has one now); takes nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens, last = bucket
+        tokens = min(float(self.burst), tokens + (self._clock() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def acquire(self, key: str) -> float:
         """Take one token for `key`: 0.0 when allowed, else the seconds until one is free."""
         now = self._clock()

@@ -28,6 +28,9 @@ except ImportError:
 
 from starlette.applications import Starlette
 
+from demur.web.connections import ConnectionLimits, Refusal, guarded_protocol, plain_refusal
+from demur.web.settings import ListenerSettings
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, event, and the record's `demur` fields."""
@@ -61,19 +64,47 @@ def configure_json_logging(
 
 
 def uvicorn_config(
-    app: Starlette, host: str, port: int, log_level: str, shutdown_timeout_s: float
+    app: Starlette,
+    host: str,
+    port: int,
+    log_level: str,
+    shutdown_timeout_s: float,
+    listener: ListenerSettings | None = None,
+    refusal: Refusal = plain_refusal,
 ) -> uvicorn.Config:
-    """uvicorn's settings for demur's apps, which log their own requests as JSON."""
+    """uvicorn's settings for demur's apps, which log their own requests as JSON.
+
+    Connections get `listener`'s read timeouts and limits (`refusal` renders the 408, 431
+    and 503 answers the server writes itself). Forwarded headers are believed only from
+    `listener.trusted_proxies`.
+    """
+    listener = listener or ListenerSettings()
+    limits = ConnectionLimits(
+        header_timeout_s=listener.header_timeout_s,
+        body_timeout_s=listener.body_timeout_s,
+        max_header_bytes=listener.max_header_bytes,
+        keep_alive_timeout_s=listener.keep_alive_timeout_s,
+        max_keep_alive_requests=listener.max_keep_alive_requests,
+        max_connections=listener.connection_cap,
+        refusal=refusal,
+    )
+    proxies = list(listener.trusted_proxies)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=guarded_protocol(limits),
+        ws="none",
         log_config=None,
         log_level=log_level,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(shutdown_timeout_s),
+        timeout_keep_alive=math.ceil(listener.keep_alive_timeout_s),
         server_header=False,
+        # uvicorn otherwise believes X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS).
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or [],
     )
 
 

@@ -24,6 +24,7 @@ ANA = "ana-token-0123456789abcdef"
 BEN = "ben-token-0123456789abcdef"
 TOKENS = {ANA: "ana", BEN: "ben"}
 TEST_TIMEOUT_S = 60
+TEST_HOSTS = ("testserver", "localhost", "127.0.0.1")  # TestClient sends Host: testserver
 BROWSER_TIMEOUT_S = 180
 
 XSS_SCRIPT = '<script>window.__pwned = "script"; alert("pwned")</script>'
@@ -122,6 +123,7 @@ def enqueue(queue: SqliteQueue) -> Callable[..., Ticket]:
 def make_client(queue: SqliteQueue, **settings: Any) -> TestClient:
     settings.setdefault("tokens", TOKENS)
     settings.setdefault("tokens_env", None)
+    settings.setdefault("allowed_hosts", TEST_HOSTS)
     app = create_review_app(queue, ReviewSettings(**settings))
     return TestClient(app, follow_redirects=False)
 

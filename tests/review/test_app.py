@@ -16,6 +16,7 @@ from demur.review.app import CSP
 from tests.review.conftest import (
     ANA,
     BEN,
+    TEST_HOSTS,
     XSS_ATTRIBUTE,
     XSS_IMG,
     XSS_SCRIPT,
@@ -744,7 +745,8 @@ class _Broken:
 )
 def test_queue_failures_get_an_error_page(queue: SqliteQueue, error, status, text):
     app = create_review_app(
-        _Broken(queue, error), ReviewSettings(tokens={ANA: "ana"}, tokens_env=None)
+        _Broken(queue, error),
+        ReviewSettings(tokens={ANA: "ana"}, tokens_env=None, allowed_hosts=TEST_HOSTS),
     )
     with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as client:
         page = client.get("/login")

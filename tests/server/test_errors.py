@@ -161,7 +161,7 @@ def test_a_chunked_body_growing_past_the_limit_is_413():
             yield b"x" * 100  # no Content-Length: the server must count as it reads
 
     with running(scripted_router(), max_body_bytes=2000) as server:
-        response = post(server, content=chunks())
+        response = post(server, content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert "over this server's limit of 2000 bytes" in error_of(response)["message"]
 
@@ -169,7 +169,7 @@ def test_a_chunked_body_growing_past_the_limit_is_413():
 def test_a_huge_declared_body_is_refused_without_waiting_for_it():
     # Headers only: a server that read the 10 MB before answering would hang here.
     head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
         "Content-Length: 10000000\r\n\r\n"
     )
@@ -189,7 +189,7 @@ def test_a_malformed_content_length_is_400():
         socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
     ):
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             + f"Authorization: Bearer {KEY}\r\n".encode()
             + b"Content-Length: -5\r\n\r\n"
         )
