@@ -56,7 +56,7 @@ _NO_LOGPROBS = re.compile(r"logprobs (is|are) not supported", re.IGNORECASE)
 
 def _require_h2() -> None:
     try:
-        import h2  # noqa: F401
+        import h2  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError("h2", "http2", "HTTP/2 to the upstream (http2=True)") from exc
 
