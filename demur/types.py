@@ -27,13 +27,44 @@ class Message(_Frozen):
     content: str
 
 
+class GenerationOptions(_Frozen):
+    """A caller's settings for the answer to one query; each left unset keeps the router's.
+
+    `max_tokens`, `temperature` and `seed` replace the model's settings for the answer
+    (samples drawn for estimators keep the router's `Sampling` temperature); `stop` sequences
+    are added to the prompt's own.
+    """
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def apply(self, request: GenerationRequest) -> GenerationRequest:
+        """`request` with these settings in place of the router's."""
+        changes: dict[str, Any] = {}
+        if self.max_tokens is not None:
+            changes["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            changes["temperature"] = self.temperature
+        if self.seed is not None:
+            changes["seed"] = self.seed
+        if self.stop:
+            changes["stop"] = tuple(dict.fromkeys((*request.stop, *self.stop)))
+        return request.model_copy(update=changes) if changes else request
+
+
 class Query(_Frozen):
-    """A question to route, with optional context passages supplied by the caller."""
+    """A question to route, with optional context passages supplied by the caller.
+
+    `generation` carries the caller's settings for the answer (None: the router's own).
+    """
 
     question: str
     context: tuple[str, ...] = ()
     id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    generation: GenerationOptions | None = None
 
     @field_validator("question")
     @classmethod

@@ -216,10 +216,10 @@ class Router:
         return self._needs
 
     def request_for(self, model: str, query: Query) -> GenerationRequest:
-        """The request the router sends `model` for `query`."""
+        """The request the router sends `model` for `query`, with the query's own settings."""
         prompt, settings = self._requests[model]
-        request = prompt.render(query)
-        return replace(request, **settings)
+        request = replace(prompt.render(query), **settings)
+        return request if query.generation is None else query.generation.apply(request)
 
     # --- the route loop ----------------------------------------------------------------------
 

@@ -4,8 +4,13 @@
     # serve it with demur.server.serve(...), `demur serve`, or any ASGI server
 
 Endpoints: `POST /v1/chat/completions` (streaming included), `GET /v1/models`,
-`GET /v1/models/{id}`, `GET /healthz` (liveness), `GET /readyz` (readiness: 503 while
-starting or draining), `GET /metrics` (Prometheus text).
+`GET /v1/models/{id}`, `GET /v1/demur/tickets/{id}` (a hand-off's answer, see
+`demur.server.tickets`), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 until the
+models are loaded, and while draining; see `demur.server.lifecycle`), `GET /metrics`
+(Prometheus text).
+
+A request's `model` picks the ladder: the gateway's name ("demur") is the configured one, a
+model's name starts it at that model (`demur.server.ladders`).
 
 What a request gets back:
 
@@ -13,16 +18,19 @@ What a request gets back:
 |---|---|
 | the router accepted an answer (first model or an escalation) | 200, the answer |
 | the policy abstained on an answer it did not trust | 200, the abstention message |
-| a person will answer (ask_human) | 200, a message naming the ticket; `demur.ticket_id` |
+| a person will answer (ask_human) | 200, finish_reason "human_review"; `demur.poll` |
 | every model attempt failed, the last by timing out or the route's deadline | 504 |
 | every model attempt failed otherwise (5xx, refused connection, bad key upstream) | 502 |
 | the route did not finish within `route_timeout_s` | 504 |
 | the question fits no model's context window | 400 `context_length_exceeded` |
 | malformed JSON / schema error / unsupported request | 400 / 422 (field in `param`) / 400 |
+| a generation setting out of range or not supported | 400, the field in `param` |
+| `model` is not one of `GET /v1/models` | 404 `model_not_found` |
 | missing or wrong API key | 401 |
 | body over `max_body_bytes` | 413 |
 | over the key's rate limit / over `max_in_flight` | 429 / 503, with Retry-After |
 | the router raised (a policy or backend bug; details in the log) | 500 `route_error` |
+| the gateway is draining, or its drain window ended mid-route | 503 `shutting_down` |
 | unknown path / wrong method | 404 / 405 |
 | a body not sent as `application/json` | 415 `unsupported_media_type` |
 | a `Host` not allowed / a browser `Origin` not in `cors_origins` | 421 / 403 |
@@ -35,6 +43,7 @@ whose ladder ends with a person still hands such a question over (200, pending).
 follow OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, plus `demur` when
 a route ran.
 
+Steps report a stable `reason_code` and a reason without internals (`demur.server.reasons`).
 Every routed response carries `x-demur-action`, `x-demur-status`, `x-demur-confidence`,
 `x-demur-model`, `x-demur-trace-id` and, when pending, `x-demur-ticket-id`; the body's
 `demur` field holds the same and a summary of each step. With `stream: true` the gateway
@@ -67,6 +76,8 @@ from demur.errors import ContextOverflowError, DemurError, InvalidQueryError
 from demur.router.router import Router
 from demur.server.auth import ApiKeys, AuthFailures
 from demur.server.errors import HANDLERS, JSON, ApiError, refusal
+from demur.server.ladders import Ladders
+from demur.server.lifecycle import Drain, WarmUp
 from demur.server.metrics import CONTENT_TYPE, GatewayMetrics
 from demur.server.observe import Observe, request_log
 from demur.server.openai_schema import (
@@ -79,6 +90,7 @@ from demur.server.openai_schema import (
     ModelList,
 )
 from demur.server.parsing import parse_chat, query_of, read_json
+from demur.server.reasons import internal_details
 from demur.server.responses import (
     demur_headers,
     json_response,
@@ -87,6 +99,7 @@ from demur.server.responses import (
     upstream_failure,
 )
 from demur.server.settings import ServerSettings
+from demur.server.tickets import idempotency_key, owner_of, ticket_answer
 from demur.types import Query, Verdict
 from demur.web.guard import RequestGuard
 from demur.web.limits import RateLimiter
@@ -94,6 +107,7 @@ from demur.web.limits import RateLimiter
 logger = logging.getLogger("demur.server")
 
 CHAT_PATH = "/v1/chat/completions"
+TICKETS_PATH = "/v1/demur/tickets"
 _PATHS = {CHAT_PATH, "/v1/models", "/healthz", "/readyz", "/metrics"}
 _DEADLINE_GRACE_S = 5.0
 # What a web app allowed by `cors_origins` may read of a response besides the body.
@@ -139,9 +153,23 @@ class Gateway:
             router.budget.deadline_s + _DEADLINE_GRACE_S
         )
         self.created = int(time.time())
-        self.ready = False
-        self.draining = False
+        self.ladders = Ladders(router, settings.model_name)
+        self.warm_up = WarmUp(router.models)
+        self.drain = Drain(settings.shutdown_timeout_s)
         self.routing = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether /readyz says ready: the models are loaded and the gateway is not draining."""
+        return self.warm_up.state == "ready" and not self.drain.active
+
+    @property
+    def draining(self) -> bool:
+        return self.drain.active
+
+    def begin_drain(self) -> None:
+        """Stop taking questions (503) and let the routes in flight finish; see Drain."""
+        self.drain.begin()
 
     # --- plain endpoints ---------------------------------------------------------------------
 
@@ -150,9 +178,12 @@ class Gateway:
 
     async def readyz(self, request: Request) -> Response:
         if self.draining:
-            return json_response({"status": "draining"}, 503)
-        if not self.ready:
-            return json_response({"status": "starting"}, 503)
+            return json_response({"status": "draining", "in_flight": self.drain.in_flight}, 503)
+        if self.warm_up.state == "failed":
+            failed = {"status": "failed", "model": self.warm_up.failed}
+            return json_response({**failed, "message": "a model failed to load; see the log"}, 503)
+        if self.warm_up.state == "starting":
+            return json_response({"status": "starting", "message": "loading the models"}, 503)
         return json_response({"status": "ready", "models": list(self.router.models)})
 
     async def metrics_page(self, request: Request) -> Response:
@@ -161,10 +192,9 @@ class Gateway:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     def _cards(self) -> list[ModelCard]:
-        names = [self.settings.model_name, *(m for m in self.router.models)]
         return [
             ModelCard(id=name, created=self.created, owned_by="demur")
-            for name in dict.fromkeys(names)
+            for name in self.ladders.names
         ]
 
     async def list_models(self, request: Request) -> Response:
@@ -230,11 +260,16 @@ class Gateway:
     async def chat_completions(self, request: Request) -> Response:
         key = self.authenticate(request)
         self.limit_rate(request, key)
+        self.drain.refuse_new()
         parsed = parse_chat(await read_json(request, self.settings.max_body_bytes))
+        router = self.ladders.get(parsed.model)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         log = request_log(request)
         log["request_id"] = request_id
         query = query_of(parsed, request_id)
+        ticket_key = idempotency_key(request.headers, owner_of(key), request_id)
+        metadata = {**query.metadata, "idempotency_key": ticket_key}
+        query = query.model_copy(update={"metadata": metadata})
         limit = self.settings.max_in_flight
         if limit is not None and self.routing >= limit:
             raise ApiError(
@@ -244,10 +279,14 @@ class Gateway:
                 code="overloaded",
                 headers={"Retry-After": "1"},
             )
-        verdict, failure = await self._route(request, query)
+        verdict, failure = await self._route(request, query, router)
         info = DemurInfo.of(verdict)
         headers = demur_headers(verdict, request_id)
         log.update(trace_id=verdict.trace_id, action=verdict.action)
+        for detail in internal_details(verdict.steps):
+            logger.warning(
+                "hand-off failed: %s", detail, extra={"demur": {"request_id": request_id}}
+            )
         self.metrics.decision(verdict.action, verdict.status, verdict.confidence)
         if failure is not None:
             status, message = failure
@@ -282,7 +321,7 @@ class Gateway:
         return Response(completion.model_dump_json(), headers=headers, media_type=JSON)
 
     async def _route(
-        self, request: Request, query: Query
+        self, request: Request, query: Query, router: Router
     ) -> tuple[Verdict, tuple[int, str] | None]:
         """The verdict, routed under the caller's trace context and the gateway's time limit,
         and (status, message) when no model answered at all."""
@@ -303,8 +342,9 @@ class Gateway:
         self.routing += 1
         status = 500  # until known otherwise: an unexpected exception is a server error
         try:
-            async with asyncio.timeout(self.route_timeout_s):
-                verdict = await self.router.aroute(query)
+            with self.drain.route():
+                async with asyncio.timeout(self.route_timeout_s):
+                    verdict = await router.aroute(query)
             failure = upstream_failure(verdict)
             status = 200 if failure is None else failure[0]
             if failure is not None:
@@ -312,6 +352,9 @@ class Gateway:
                     "no model answered: %s",
                     "; ".join(f"{s.model}: {s.error}" for s in verdict.steps),
                 )
+        except ApiError as exc:  # cut off by the drain
+            status = exc.status
+            raise
         except TimeoutError:
             status = 504
             trace_id = _hex_trace(span)
@@ -350,15 +393,24 @@ class Gateway:
             span.end()
         return verdict, failure
 
+    # --- hand-offs ---------------------------------------------------------------------------
+
+    async def get_ticket(self, request: Request) -> Response:
+        """A hand-off's state, and the person's answer once given (only to the key that asked)."""
+        owner = owner_of(self.authenticate(request))
+        answer = await ticket_answer(self.router.queue, request.path_params["ticket_id"], owner)
+        return Response(answer.model_dump_json(), media_type=JSON)
+
     # --- the app -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette, *, owns_router: bool) -> AsyncIterator[None]:
-        self.ready = True
+        self.warm_up.start()
         try:
             yield
         finally:
-            self.ready = False
+            self.begin_drain()
+            await self.warm_up.stop()
             if owns_router:
                 await self.router.aclose()
 
@@ -389,6 +441,7 @@ def create_app(
         Route(CHAT_PATH, gateway.chat_completions, methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+        Route(TICKETS_PATH + "/{ticket_id}", gateway.get_ticket, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/metrics", gateway.metrics_page, methods=["GET"]),
@@ -417,4 +470,4 @@ def create_app(
     return app
 
 
-__all__ = ["CHAT_PATH", "Gateway", "create_app"]
+__all__ = ["CHAT_PATH", "TICKETS_PATH", "Gateway", "create_app"]

@@ -28,7 +28,8 @@ class Observe:
     """Outermost middleware: one JSON log line and the metrics of every request.
 
     Requests are counted under their path when it is one of `paths`, under
-    `/v1/models/{model}` for a model, and under "other" for anything else.
+    `/v1/models/{model}` for a model, `/v1/demur/tickets/{id}` for a ticket, and under
+    "other" for anything else.
     """
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics, paths: Collection[str]) -> None:
@@ -62,6 +63,8 @@ class Observe:
             label = path if path in self.paths else "other"
             if path.startswith("/v1/models/"):
                 label = "/v1/models/{model}"
+            elif path.startswith("/v1/demur/tickets/"):
+                label = "/v1/demur/tickets/{id}"
             metrics.request(scope["method"], label, status, duration)
             if logger.isEnabledFor(logging.INFO):
                 client = scope.get("client")

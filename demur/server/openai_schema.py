@@ -1,9 +1,11 @@
 """The subset of OpenAI's chat completions API the gateway speaks, and how it maps onto demur.
 
-Requests: `model` and `messages` are required; sampling settings (`temperature`,
-`max_tokens`, `top_p`, `seed`, `stop`...) are accepted and ignored, as are unknown fields,
-because the router's config decides how each model is called. `n` must be 1. Tools, function
-calls and structured outputs are refused (400): the gateway only answers questions in text.
+Requests: `model` and `messages` are required; `model` picks the ladder (see
+`demur.server.ladders`). `max_tokens` (or `max_completion_tokens`), `temperature`, `stop` and
+`seed` are honoured: they apply to every model's answer in the route (`Query.generation`).
+What the gateway cannot honour is refused (400, naming the field) unless left at OpenAI's
+default: `top_p` other than 1, non-zero penalties, `logit_bias`, `logprobs`/`top_logprobs`,
+`n` other than 1, tools, function calls and structured outputs. Unknown fields are ignored.
 
 Mapping onto a demur Query: the last message must come from the user and is the question
 (text parts of a multi-part content are joined by newlines). demur's prompts write their own
@@ -23,7 +25,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from demur.types import Query, Verdict
+from demur.server.reasons import step_reason
+from demur.types import GenerationOptions, Query, Step, Verdict
+
+MAX_STOP_SEQUENCES = 4
+MAX_SEED = 2**63 - 1
 
 
 class RequestProblem(Exception):
@@ -89,6 +95,17 @@ class ChatCompletionRequest(_Lenient):
     functions: list[Any] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
     @field_validator("context", mode="before")
     @classmethod
@@ -106,6 +123,8 @@ class ChatCompletionRequest(_Lenient):
             )
         if self.tool_choice not in (None, "none"):
             raise RequestProblem("tool_choice is not supported", "tool_choice")
+        self._refuse_unsupported_sampling()
+        generation = self._generation()
         kind = (self.response_format or {}).get("type", "text")
         if kind != "text":
             raise RequestProblem(
@@ -137,7 +156,66 @@ class ChatCompletionRequest(_Lenient):
             metadata["history"] = history
         if self.user:
             metadata["user"] = self.user
-        return Query(question, context=tuple(self.context or ()), id=request_id, metadata=metadata)
+        return Query(
+            question,
+            context=tuple(self.context or ()),
+            id=request_id,
+            metadata=metadata,
+            generation=generation,
+        )
+
+    def _refuse_unsupported_sampling(self) -> None:
+        """400 for a setting the gateway would otherwise ignore; OpenAI's defaults pass."""
+        unsupported = {
+            "top_p": self.top_p not in (None, 1),
+            "frequency_penalty": self.frequency_penalty not in (None, 0),
+            "presence_penalty": self.presence_penalty not in (None, 0),
+            "logit_bias": bool(self.logit_bias),
+            "logprobs": bool(self.logprobs),
+            "top_logprobs": self.top_logprobs not in (None, 0),
+        }
+        for field, given in unsupported.items():
+            if given:
+                raise RequestProblem(
+                    f"{field} is not supported: the demur gateway cannot apply it to the "
+                    f"router's models or return it; leave {field} out",
+                    field,
+                    "unsupported_parameter",
+                )
+
+    def _generation(self) -> GenerationOptions | None:
+        """The caller's settings for the answer, each range-checked; None when none is given."""
+        max_tokens, field = self.max_completion_tokens, "max_completion_tokens"
+        if max_tokens is None:
+            max_tokens, field = self.max_tokens, "max_tokens"
+        elif self.max_tokens is not None and self.max_tokens != max_tokens:
+            raise RequestProblem(
+                f"max_tokens ({self.max_tokens}) and max_completion_tokens ({max_tokens}) "
+                "disagree; send one of them",
+                "max_tokens",
+            )
+        if max_tokens is not None and max_tokens < 1:
+            raise RequestProblem(f"{field} must be at least 1, got {max_tokens}", field)
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            raise RequestProblem(
+                f"temperature must lie in [0, 2], got {self.temperature}", "temperature"
+            )
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise RequestProblem(f"seed must lie in [0, 2**63 - 1], got {self.seed}", "seed")
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or ())
+        if len(stop) > MAX_STOP_SEQUENCES:
+            raise RequestProblem(
+                f"stop takes at most {MAX_STOP_SEQUENCES} sequences, got {len(stop)}", "stop"
+            )
+        for i, sequence in enumerate(stop):
+            if not sequence:
+                where = "stop" if isinstance(self.stop, str) else f"stop[{i}]"
+                raise RequestProblem("a stop sequence must not be empty", where)
+        if max_tokens is None and self.temperature is None and not stop and self.seed is None:
+            return None
+        return GenerationOptions(
+            max_tokens=max_tokens, temperature=self.temperature, stop=tuple(stop), seed=self.seed
+        )
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -150,13 +228,31 @@ class StepSummary(BaseModel):
     model: str
     confidence: float | None
     action: str | None
+    reason_code: str | None = None
     reason: str | None
     error_type: str | None = None
     latency_s: float
 
+    @classmethod
+    def of(cls, step: Step) -> StepSummary:
+        code, reason = step_reason(step)
+        return cls(
+            index=step.index,
+            model=step.model,
+            confidence=step.confidence,
+            action=step.decision.action.kind if step.decision else None,
+            reason_code=code,
+            reason=reason,
+            error_type=step.error_type,
+            latency_s=round(step.latency_s, 6),
+        )
+
 
 class DemurInfo(BaseModel):
-    """The `demur` field: what the router decided, and where to find the trace."""
+    """The `demur` field: what the router decided, and where to find the trace.
+
+    A pending verdict's `poll` is the path that returns the person's answer once given.
+    """
 
     action: str
     status: str
@@ -165,6 +261,7 @@ class DemurInfo(BaseModel):
     model: str | None
     trace_id: str | None
     ticket_id: str | None
+    poll: str | None = None
     escalated: bool
     cost: float
     latency_s: float
@@ -180,21 +277,11 @@ class DemurInfo(BaseModel):
             model=verdict.model,
             trace_id=verdict.trace_id,
             ticket_id=verdict.ticket_id,
+            poll=ticket_path(verdict.ticket_id) if verdict.status == "pending" else None,
             escalated=verdict.escalated,
             cost=verdict.cost,
             latency_s=round(verdict.latency_s, 6),
-            steps=[
-                StepSummary(
-                    index=s.index,
-                    model=s.model,
-                    confidence=s.confidence,
-                    action=s.decision.action.kind if s.decision else None,
-                    reason=s.decision.reason if s.decision else None,
-                    error_type=s.error_type,
-                    latency_s=round(s.latency_s, 6),
-                )
-                for s in verdict.steps
-            ],
+            steps=[StepSummary.of(s) for s in verdict.steps],
         )
 
 
@@ -275,6 +362,29 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class TicketAnswer(BaseModel):
+    """`GET /v1/demur/tickets/{id}`: a hand-off to a person, and their answer once given.
+
+    `status` is "pending" until a reviewer resolves the ticket, then "answered" (`content` is
+    the answer; `model` the approved candidate's model, or "human" for the reviewer's own
+    text) or "abstained" (`content` says why there is no answer).
+    """
+
+    id: str
+    object: Literal["demur.ticket"] = "demur.ticket"
+    status: Literal["pending", "answered", "abstained"]
+    content: str | None = None
+    model: str | None = None
+    created: int
+    resolved: int | None = None
+    poll: str
+
+
+def ticket_path(ticket_id: str | None) -> str | None:
+    """Where a client polls for the answer to a hand-off."""
+    return f"/v1/demur/tickets/{ticket_id}" if ticket_id else None
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -296,4 +406,6 @@ __all__ = [
     "ErrorBody",
     "ModelList",
     "RequestProblem",
+    "TicketAnswer",
+    "ticket_path",
 ]

@@ -22,6 +22,7 @@ from demur.server.openai_schema import (
 )
 from demur.types import Verdict
 
+HUMAN_REVIEW = "human_review"  # the finish_reason of a question handed to a person
 _TIMEOUTS = {"ModelTimeoutError", "DeadlineExceededError"}
 _PIECES = re.compile(r"\S*\s*")
 
@@ -34,7 +35,8 @@ def reply(verdict: Verdict, *, pending_message: str, abstain_message: str) -> tu
     """The text the client sees and its finish_reason.
 
     An answer as it stands ("length" when the answering model was cut off); for a pending
-    verdict `pending_message` with its ticket id; otherwise the abstention's text.
+    verdict `pending_message` with its ticket id, finishing with "human_review" so that no
+    client mistakes it for an answer; otherwise the abstention's text.
     """
     if verdict.status == "answered":
         finish = "stop"
@@ -46,7 +48,7 @@ def reply(verdict: Verdict, *, pending_message: str, abstain_message: str) -> tu
                 break
         return verdict.text, finish
     if verdict.status == "pending":
-        return pending_message.replace("{ticket_id}", verdict.ticket_id or ""), "stop"
+        return pending_message.replace("{ticket_id}", verdict.ticket_id or ""), HUMAN_REVIEW
     return verdict.text or abstain_message, "stop"
 
 
@@ -110,4 +112,11 @@ async def sse_events(
     yield b"data: [DONE]\n\n"
 
 
-__all__ = ["demur_headers", "json_response", "reply", "sse_events", "upstream_failure"]
+__all__ = [
+    "HUMAN_REVIEW",
+    "demur_headers",
+    "json_response",
+    "reply",
+    "sse_events",
+    "upstream_failure",
+]

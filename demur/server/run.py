@@ -1,9 +1,11 @@
 """Running the gateway with uvicorn: in the foreground (`serve`) or on a background thread.
 
-`serve()` is what `demur serve` runs. On SIGTERM or Ctrl-C uvicorn stops accepting
-connections, lets requests in flight finish (up to `shutdown_timeout_s`), then the app
-shuts down and the router is closed; `/readyz` answers 503 from the signal on. Logs are JSON
-lines on stderr: one per request (logger `demur.server`) and uvicorn's own messages.
+`serve()` is what `demur serve` runs. On SIGTERM or Ctrl-C the gateway drains: it keeps
+listening, `/readyz` answers 503 and new questions get a clean 503 `shutting_down`, while the
+routes in flight get `shutdown_timeout_s` to finish; those still running then get the same
+503. Once none is left uvicorn closes the connections, the app shuts down and the router is
+closed. A second Ctrl-C quits at once. Logs are JSON lines on stderr: one per request (logger
+`demur.server`) and uvicorn's own messages.
 
     with BackgroundServer(create_app(router)) as server:   # tests, examples, notebooks
         client = openai.OpenAI(base_url=server.base_url, api_key="unused")
@@ -43,19 +45,27 @@ def configure_logging(level: str = "info", stream: IO[str] | None = None) -> Non
 
 
 class _Server(ListeningServer):
-    """uvicorn's server, marking the gateway as draining as soon as shutdown is asked for."""
+    """uvicorn's server, which drains the gateway (up to `drain_s`) before it stops listening."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, drain_s: float) -> None:
         super().__init__(config, "demur.server")
         self.gateway = gateway
+        gateway.drain.window_s = drain_s
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.gateway.draining = True
+        self.gateway.begin_drain()
         super().handle_exit(sig, frame)
 
     def request_stop(self) -> None:
-        self.gateway.draining = True
+        self.gateway.begin_drain()
         super().request_stop()
+
+    async def on_tick(self, counter: int) -> bool:
+        """Stop once asked to and the drain is over (at once on a forced exit)."""
+        stopping = await super().on_tick(counter)
+        if not stopping or self.force_exit:
+            return stopping
+        return self.gateway.drain.finished()
 
     def listening_fields(self) -> dict[str, Any]:
         return {"models": list(self.gateway.router.models)}
@@ -87,7 +97,8 @@ def serve(
         settings,
         connection_refusal,
     )
-    run_in_foreground(_Server(config, app.state.gateway), settings.host, settings.port)
+    server = _Server(config, app.state.gateway, settings.shutdown_timeout_s)
+    run_in_foreground(server, settings.host, settings.port)
 
 
 class BackgroundServer(ThreadedServer):
@@ -96,7 +107,7 @@ class BackgroundServer(ThreadedServer):
     with BackgroundServer(create_app(router)) as server:
         print(server.base_url)      # http://127.0.0.1:PORT/v1
 
-    `stop()` drains: requests in flight finish first (up to `shutdown_timeout_s`).
+    `stop()` drains: routes in flight get `shutdown_timeout_s` to finish, then a 503.
     """
 
     def __init__(
@@ -120,7 +131,10 @@ class BackgroundServer(ThreadedServer):
             connection_refusal,
         )
         super().__init__(
-            _Server(config, gateway), host=host, what="gateway", thread="demur-gateway"
+            _Server(config, gateway, shutdown_timeout_s),
+            host=host,
+            what="gateway",
+            thread="demur-gateway",
         )
 
     @property

@@ -44,7 +44,7 @@ def test_health_and_readiness(gateway):
 
 
 def test_readiness_is_503_while_draining(gateway):
-    gateway._server.gateway.draining = True
+    gateway._server.gateway.begin_drain()
     assert httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 503
     assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
 

@@ -71,8 +71,9 @@ def test_a_human_hand_off_returns_the_pending_ticket(human_router, tmp_path):
     completion = raw.parse()
     demur = (completion.model_extra or {})["demur"]
     ticket = raw.headers["x-demur-ticket-id"]
+    assert completion.choices[0].finish_reason == "human_review"  # not an answer
     assert demur["status"] == "pending" and demur["action"] == "ask_human"
-    assert demur["ticket_id"] == ticket
+    assert demur["ticket_id"] == ticket and demur["poll"] == f"/v1/demur/tickets/{ticket}"
     assert ticket in (completion.choices[0].message.content or "")
     stored = SqliteQueue(tmp_path / "queue.db").get(ticket)
     assert stored.question == "What is the capital of France?"
@@ -103,7 +104,7 @@ def test_streaming_an_abstention_over_raw_sse():
     with running(router) as server:
         response = httpx.post(
             f"{server.base_url}/chat/completions",
-            json={"model": "x", "messages": QUESTION, "stream": True},
+            json={"model": "demur", "messages": QUESTION, "stream": True},
             headers={"Authorization": f"Bearer {KEY}"},
             timeout=10,
         )
@@ -153,10 +154,19 @@ def test_models_lists_the_gateway_and_its_models(gateway):
     assert caught.value.code == "model_not_found"
 
 
-def test_the_requested_model_name_selects_nothing(gateway):
-    completion = client(gateway).chat.completions.create(model="gpt-4o", messages=QUESTION)
-    assert completion.model == "gpt-4o"  # echoed; the router decided who answered
-    assert (completion.model_extra or {})["demur"]["model"] == "strong"
+def test_a_models_name_starts_the_ladder_at_that_model(gateway):
+    completion = client(gateway).chat.completions.create(model="strong", messages=QUESTION)
+    assert completion.model == "strong"
+    demur = (completion.model_extra or {})["demur"]
+    assert [s["model"] for s in demur["steps"]] == ["strong"]  # weak was never asked
+    assert demur["model"] == "strong" and demur["escalated"] is False
+
+
+def test_an_unknown_model_is_an_openai_404_naming_what_is_served(gateway):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(gateway).chat.completions.create(model="gpt-4o", messages=QUESTION)
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
+    assert "demur, weak, strong" in caught.value.message
 
 
 def test_context_passages_in_an_extra_body_field_reach_the_model():
@@ -170,7 +180,6 @@ def test_context_passages_in_an_extra_body_field_reach_the_model():
                 {"role": "user", "content": [{"type": "text", "text": "Who wrote Emma?"}]},
             ],
             extra_body={"context": ["Emma is an 1815 novel by Jane Austen."]},
-            temperature=0.3,  # accepted and ignored: the router's config decides
         )
     assert completion.choices[0].message.content == "Emma"
     prompt = " ".join(m.content for m in weak.calls[0].messages or ())  # type: ignore[attr-defined]

@@ -130,7 +130,7 @@ def stub() -> Iterator[StubServer]:
     server.stop()
 
 
-def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(stub, tmp_path):
+def test_sigterm_drains_the_request_in_flight_refuses_new_ones_then_exits_0(stub, tmp_path):
     config = tmp_path / "demur.yaml"
     config.write_text(UPSTREAM_CONFIG.replace("BASE_URL", stub.base_url))
     stub.state.hang_s = 2.0
@@ -159,8 +159,17 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(stub, tmp_path):
         assert stub.requests, "the request never reached the upstream"
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
-        with pytest.raises(httpx.TransportError):  # no new connections while draining
-            httpx.get(f"{url}/healthz", timeout=2)
+        ready = httpx.get(f"{url}/readyz", timeout=2)  # still listening while it drains
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        refused = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "demur", "messages": QUESTION},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=5,
+        )
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "shutting_down"
         caller.join(30)
         assert not caller.is_alive()
         assert "error" not in results, results.get("error")
@@ -172,8 +181,13 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(stub, tmp_path):
         events = server.events()
     assert len(events) == len([line for line in server.lines if line.strip()])  # all JSON
     requests = [e for e in events if e.get("event") == "request"]
-    assert [(r["path"], r["status"]) for r in requests] == [("/v1/chat/completions", 200)]
-    assert requests[0]["key_id"].startswith("key-") and KEY not in json.dumps(events)
+    assert [(r["path"], r["status"]) for r in requests] == [
+        ("/readyz", 503),
+        ("/healthz", 200),
+        ("/v1/chat/completions", 503),
+        ("/v1/chat/completions", 200),  # the route in flight, drained
+    ]
+    assert requests[-1]["key_id"].startswith("key-") and KEY not in json.dumps(events)
 
 
 def test_serve_refuses_a_public_host_without_keys_before_loading_models(tmp_path):
