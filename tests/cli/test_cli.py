@@ -173,7 +173,7 @@ def test_demo_runs_the_real_local_cascade(tmp_path, monkeypatch, capsys):
     assert summary["answered"] + summary["pending_human"] + summary["abstained"] == 3
     names = [s["name"] for s in spans(tmp_path / ".demur" / "traces.jsonl")]
     assert names.count("demur.route") == 3
-    assert "chat strong" in names  # the default route starts at the strong model
+    assert "chat qwen2.5-1.5b" in names  # the default route starts at the strong model
 
 
 @pytest.mark.local_model

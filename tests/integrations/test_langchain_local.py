@@ -59,7 +59,7 @@ def test_a_prompt_piped_into_the_gate_reaches_smollm2_with_real_logprobs(models)
     assert all(t.logprob <= 0.0 for t in candidate.tokens)
     assert [s.status for s in verdict.steps[0].scores] == ["ok", "ok"]
     assert candidate.usage.input_tokens > 20  # the template's system and human turns
-    assert "chat weak" in {s.name for s in exporter.get_finished_spans()}
+    assert "chat smollm2-135m" in {s.name for s in exporter.get_finished_spans()}
 
 
 async def test_streaming_through_both_models_releases_one_gated_chunk(models):

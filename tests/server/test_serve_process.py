@@ -276,4 +276,4 @@ def test_demur_serve_with_the_embedded_defaults_answers_through_the_local_models
     assert 0.0 <= (demur["steps"][0]["confidence"] or 0.0) <= 1.0
     traces = (tmp_path / ".demur" / "traces.jsonl").read_text().splitlines()
     names = {json.loads(line)["name"] for line in traces}
-    assert {"POST /v1/chat/completions", "demur.route", "chat strong"} <= names
+    assert {"POST /v1/chat/completions", "demur.route", "chat qwen2.5-1.5b"} <= names
