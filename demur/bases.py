@@ -12,6 +12,7 @@ directly and `mypy --strict` checks a subclass like any other class.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -70,8 +71,10 @@ class ModelBase(ABC):
 class EstimatorBase(ABC):
     """An estimator: write `aestimate`, or `estimate` and set `in_process = True`.
 
-    An in-process estimator computes without I/O; the router calls `estimate` directly, and
-    `aestimate` delegates to it.
+    An in-process estimator computes quickly without I/O: the router calls `estimate` on its
+    event loop, and `aestimate` delegates to it. Otherwise `aestimate` runs `estimate` in a
+    thread, under the estimator timeout: write `estimate` alone for synchronous work that
+    blocks (a model on the CPU, a blocking client).
     """
 
     name: str
@@ -84,7 +87,9 @@ class EstimatorBase(ABC):
         )
 
     async def aestimate(self, attempt: Attempt) -> Score:
-        return self.estimate(attempt)
+        if self.in_process:
+            return self.estimate(attempt)
+        return await asyncio.to_thread(self.estimate, attempt)
 
 
 class PolicyBase(ABC):

@@ -26,6 +26,7 @@ DemurError                                  root of every error demur raises on 
 │       ├── ContextOverflowError (also InvalidQueryError)  the prompt does not fit the window
 │       ├── ModelNotFoundError (also ConfigError)  no such model file or model name
 │       ├── ModelCrashedError               a local model's worker died; the next call restarts it
+│       ├── ModelContractError              no Generation returned, or a non-demur exception raised
 │       ├── EmbeddingError                  an embedder failed to load or to embed
 │       ├── OutputNotTextError (also ConfigError)  a LangChain runnable returned something else
 │       └── AgentToolCalls                  internal: DemurMiddleware hands tool calls back
@@ -39,7 +40,8 @@ DemurError                                  root of every error demur raises on 
 │   │   └── LeaseExpired                    the reviewer's lease ran out: claim it again
 │   ├── InvalidPayload (also ValueError)    too large, invalid UTF-8, or malformed
 │   ├── InvalidSignature (also ValueError)  a webhook whose HMAC signature does not verify
-│   └── QueueUnavailable                    the queue's database cannot be reached
+│   ├── QueueUnavailable                    the queue's database cannot be reached
+│   └── TicketWithdrawn                     the caller gave up before the commit; nothing stored
 └── RouteError                              the route could not produce any verdict
 """
 
@@ -211,6 +213,12 @@ class ModelCrashedError(PermanentModelError):
     fails and the next call starts a new worker."""
 
 
+class ModelContractError(PermanentModelError):
+    """A model broke the Model contract: it returned something other than a Generation with a
+    completion, or raised an exception that is not demur's. The step fails; the ladder
+    escalates or abstains."""
+
+
 class EmbeddingError(PermanentModelError):
     """An embedding model failed to load or to embed; `model` names it and the message the fix."""
 
@@ -276,6 +284,10 @@ class InvalidSignature(QueueError, ValueError):
 
 class QueueUnavailable(QueueError):
     """The queue's database cannot be opened, reached or migrated."""
+
+
+class TicketWithdrawn(QueueError):
+    """An enqueue's `commit_if` said no (its route stopped waiting): nothing was stored."""
 
 
 class RouteError(DemurError):

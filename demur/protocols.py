@@ -61,6 +61,8 @@ class Model(Protocol):
     Backends raise `TransientModelError` subclasses for failures worth retrying and
     `PermanentModelError` subclasses for the rest; the router retries and records them.
     `default_prompt` None means the router's default chat prompt; `timeout_s` bounds one call.
+    `agenerate` runs on the route's event loop: it must not block it (await I/O; synchronous
+    work goes to `asyncio.to_thread`) and must let `asyncio.CancelledError` propagate.
     """
 
     name: str
@@ -197,8 +199,8 @@ class Estimator(Protocol):
     Raise `EstimatorUnavailable` when an input is missing (e.g. the backend gave no
     logprobs); any other exception is recorded as a failure. Neither stops the route.
 
-    `in_process` True says `estimate` is a computation without I/O: the router calls it
-    directly instead of awaiting `aestimate` under the estimator timeout.
+    `in_process` True says `estimate` is a quick computation without I/O: the router calls it
+    directly on its event loop instead of awaiting `aestimate` under the estimator timeout.
     """
 
     name: str

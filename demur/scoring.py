@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Literal
 
+from demur._loop_guard import BLOCKING_S, Guarded, loop_running, warn_once
 from demur.errors import ConfigError, EstimatorUnavailable, did_you_mean
 from demur.protocols import Attempt, Estimator
 from demur.types import Score
@@ -49,13 +51,28 @@ def _checked(result: object) -> Score:
 def score_in_process(
     estimator: Estimator, attempt: Attempt, on_error: ErrorHook | None = None
 ) -> Score:
-    """`estimator.estimate(attempt)`, with any failure recorded as a Score."""
+    """`estimator.estimate(attempt)`, with any failure recorded as a Score.
+
+    On an event loop, an estimate that blocks it longer than `BLOCKING_S` is reported (once).
+    """
+    started = perf_counter()
     try:
         return _checked(estimator.estimate(attempt))
     except Exception as exc:
         if on_error is not None and not isinstance(exc, EstimatorUnavailable):
             on_error(exc)
         return failure_score(estimator.name, exc)
+    finally:
+        spent = perf_counter() - started
+        if spent > BLOCKING_S and loop_running():
+            what = f"in-process estimator '{estimator.name}'"
+            warn_once(
+                what,
+                "blocking",
+                f"{what} blocked the event loop for {spent:.2f}s; in-process estimators must "
+                "not block: set in_process = False to run it in a thread",
+                after=2,
+            )
 
 
 async def run_estimator(
@@ -67,17 +84,31 @@ async def run_estimator(
     """Score one attempt: in-process estimators directly, others awaited under `timeout_s`.
 
     A synchronous computation cannot be interrupted by a timeout, so in-process estimators run
-    without one. `on_error` sees every exception except a missing input and a timeout.
+    without one. `aestimate` is guarded (`demur._loop_guard`): the timeout holds even if it
+    ignores cancellation, and a step that blocks the loop is reported. `on_error` sees every
+    exception except a missing input and a timeout.
     """
     if estimator.in_process:
         return score_in_process(estimator, attempt, on_error)
+    guard: Guarded[Score] | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            return _checked(await estimator.aestimate(attempt))
+            guard = Guarded(estimator.aestimate(attempt), f"estimator '{estimator.name}'")
+            return _checked(await guard)
     except Exception as exc:
         if on_error is not None and not isinstance(exc, EstimatorUnavailable | TimeoutError):
             on_error(exc)
         return failure_score(estimator.name, exc, timeout_s)
+    finally:
+        if guard is not None and guard.blocked_s > BLOCKING_S:
+            warn_once(
+                guard.what,
+                "blocking",
+                f"{guard.what} blocked the event loop for {guard.blocked_s:.2f}s in one step "
+                "of aestimate: await its I/O, or run synchronous work with "
+                "`await asyncio.to_thread(...)`",
+                after=2,
+            )
 
 
 CombineMethod = Literal["mean", "min", "max", "first"]

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "demur._version": 0,
     "demur._lazy": 0,
     "demur._construct": 0,
+    "demur._loop_guard": 0,
     "demur.errors": 0,
     "demur.types": 1,
     "demur.prompts": 1,

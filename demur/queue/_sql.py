@@ -42,6 +42,7 @@ from demur.queue.base import (
     coerce_statuses,
     request_body,
 )
+from demur.queue.errors import TicketWithdrawn
 from demur.queue.limits import check_lease
 
 Row = dict[str, Any]
@@ -98,8 +99,13 @@ class SqlQueue(ABC):
         """Run one statement in its own transaction; return its rows (SELECT or RETURNING)."""
 
     @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Callable[..., list[Row]]]:
-        """Run statements in one write transaction: `with self._transaction() as run: ...`."""
+    def _transaction(
+        self, timeout_s: float | None = None
+    ) -> AbstractContextManager[Callable[..., list[Row]]]:
+        """Run statements in one write transaction: `with self._transaction() as run: ...`.
+
+        `timeout_s` bounds its waits on locks and statements (QueueUnavailable past it).
+        """
 
     @abstractmethod
     def _to_db(self, value: datetime) -> Any: ...
@@ -202,33 +208,51 @@ class SqlQueue(ABC):
 
     # --- operations --------------------------------------------------------------------------
 
-    def enqueue(self, request: TicketRequest | Mapping[str, Any]) -> Ticket:
-        """Store a ticket (or return the existing one with the same idempotency key)."""
+    def enqueue(
+        self,
+        request: TicketRequest | Mapping[str, Any],
+        *,
+        timeout_s: float | None = None,
+        commit_if: Callable[[], bool] | None = None,
+    ) -> Ticket:
+        """Store a ticket (or return the existing one with the same idempotency key).
+
+        `timeout_s` bounds the wait on the database's locks and statements: past it the enqueue
+        raises QueueUnavailable, having stored nothing. `commit_if`, asked just before the
+        commit, can still withdraw the ticket (a route that stopped waiting): on False the
+        transaction rolls back and TicketWithdrawn is raised.
+        """
         request = coerce_request(request)
         body = request_body(request, self.limits)
         now = self._now()
         stamp = self._to_db(now)
-        rows = self._execute(
-            f"INSERT INTO {self.table} (id, idempotency_key, status, priority, deadline, "
-            "created_at, updated_at, question, body, claims) "
-            f"VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, {self.body_param}, 0) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-            (
-                uuid.uuid4().hex,
-                request.idempotency_key,
-                request.priority,
-                self._opt(request.deadline),
-                stamp,
-                stamp,
-                request.question,
-                body,
-            ),
-        )
-        if not rows:  # the key was used before: the first ticket stands
-            rows = self._execute(
-                f"SELECT * FROM {self.table} WHERE idempotency_key = ?",
-                (request.idempotency_key,),
+        with self._transaction(timeout_s) as run:
+            rows = run(
+                f"INSERT INTO {self.table} (id, idempotency_key, status, priority, deadline, "
+                "created_at, updated_at, question, body, claims) "
+                f"VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, {self.body_param}, 0) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                (
+                    uuid.uuid4().hex,
+                    request.idempotency_key,
+                    request.priority,
+                    self._opt(request.deadline),
+                    stamp,
+                    stamp,
+                    request.question,
+                    body,
+                ),
             )
+            if not rows:  # the key was used before: the first ticket stands
+                rows = run(
+                    f"SELECT * FROM {self.table} WHERE idempotency_key = ?",
+                    (request.idempotency_key,),
+                )
+            if commit_if is not None and not commit_if():
+                raise TicketWithdrawn(
+                    f"the ticket was withdrawn before its commit to {self.where}; nothing was "
+                    "stored"
+                )
         return self._ticket(rows[0], now)
 
     def get(self, ticket_id: str) -> Ticket:

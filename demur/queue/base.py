@@ -19,7 +19,7 @@ says what to do instead (see `demur.queue.errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
@@ -386,10 +386,19 @@ def coerce_statuses(
 class ReviewQueue(Protocol):
     """A durable store of tickets. Methods are synchronous; the router calls them in a thread.
 
-    The router itself needs only `enqueue`; reviewers' tools use the rest.
+    The router itself needs only `enqueue`; reviewers' tools use the rest. It passes the time
+    its route has left as `timeout_s` (wait no longer on the store), and `commit_if`, to ask
+    just before the commit (on False, store nothing and raise TicketWithdrawn): a route that
+    gives up waiting leaves no ticket behind. A queue without them is waited for unbounded.
     """
 
-    def enqueue(self, request: TicketRequest | Mapping[str, Any]) -> Ticket: ...
+    def enqueue(
+        self,
+        request: TicketRequest | Mapping[str, Any],
+        *,
+        timeout_s: float | None = None,
+        commit_if: Callable[[], bool] | None = None,
+    ) -> Ticket: ...
 
     def get(self, ticket_id: str) -> Ticket: ...
 

@@ -13,6 +13,7 @@ from demur.errors import (
     LeaseExpired,
     QueueUnavailable,
     TicketNotFound,
+    TicketWithdrawn,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "LeaseExpired",
     "QueueUnavailable",
     "TicketNotFound",
+    "TicketWithdrawn",
 ]

@@ -197,7 +197,7 @@ class PostgresQueue(SqlQueue):
             raise self._failed(exc) from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[Callable[..., list[Row]]]:
+    def _transaction(self, timeout_s: float | None = None) -> Iterator[Callable[..., list[Row]]]:
         conn = self._connect()
 
         def run(sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -206,6 +206,9 @@ class PostgresQueue(SqlQueue):
 
         try:
             with conn.transaction():
+                if timeout_s is not None:  # SET LOCAL: it ends with the transaction
+                    millis = max(1, round(timeout_s * 1000))
+                    run("SELECT set_config('statement_timeout', ?, true)", (str(millis),))
                 yield run
         except self._psycopg.Error as exc:
             raise self._failed(exc) from None

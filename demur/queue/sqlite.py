@@ -83,6 +83,10 @@ def _micros(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
+def _millis(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
 def _migrate_1(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -220,22 +224,29 @@ class SqliteQueue(SqlQueue):
             raise QueueUnavailable(f"review queue {self.path}: {exc}") from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[Callable[..., list[Row]]]:
+    def _transaction(self, timeout_s: float | None = None) -> Iterator[Callable[..., list[Row]]]:
         db = self._connect()
 
         def run(sql: str, params: Sequence[Any] = ()) -> list[Row]:
             return [dict(row) for row in db.execute(sql, tuple(params)).fetchall()]
 
         try:
-            db.execute("BEGIN IMMEDIATE")  # the write lock first: no two claims race
+            if timeout_s is not None:  # for this transaction only: the connection is shared
+                db.execute(f"PRAGMA busy_timeout = {_millis(timeout_s)}")
             try:
-                yield run
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                db.execute("BEGIN IMMEDIATE")  # the write lock first: no two claims race
+                try:
+                    yield run
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            finally:
+                if timeout_s is not None:
+                    db.execute(f"PRAGMA busy_timeout = {_millis(self.timeout_s)}")
         except sqlite3.Error as exc:
-            raise QueueUnavailable(f"review queue {self.path}: {exc}") from None
+            waited = "" if timeout_s is None else f" (after waiting {timeout_s:.3g}s for it)"
+            raise QueueUnavailable(f"review queue {self.path}: {exc}{waited}") from None
 
     def _to_db(self, value: datetime) -> int:
         return _micros(value)

@@ -237,7 +237,8 @@ class AttemptRunner:
             attempt,
             span,
             self.tracing,
-            self.estimator_timeout_s,
+            # Estimators too stop at the route's deadline.
+            min(self.estimator_timeout_s, max(0.0, deadline - time.monotonic())),
             evaluated=answered.span,
         )
         raw = self.combiner.combine(scores)

@@ -39,6 +39,7 @@ from demur.queue.base import ReviewQueue
 from demur.router import _engine
 from demur.router._attempt import AttemptRunner
 from demur.router._calls import ModelCalls
+from demur.router._handoff import hand_off
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.sampling import Sampling
@@ -272,7 +273,7 @@ class Router:
                 if isinstance(action, RetrieveMore):
                     model, more = action.model or step.model, action
                     continue
-                verdict = await self._conclude(action, query, steps, root, started)
+                verdict = await self._conclude(action, query, steps, root, started, deadline)
                 self.tracing.finish_route(root, verdict, policy)
                 return verdict
 
@@ -283,6 +284,7 @@ class Router:
         steps: list[Step],
         root: Span,
         started: float,
+        deadline: float,
     ) -> Verdict:
         trace_id = _trace_id(root)
 
@@ -295,7 +297,7 @@ class Router:
 
         if isinstance(action, AskHuman):
             try:
-                ticket_id = await self._enqueue(action, query, steps, root)
+                ticket_id = await self._enqueue(action, query, steps, root, deadline)
             except Exception as exc:
                 _engine.with_queue_failure(steps, exc)
                 self.tracing.record_error(root, exc)
@@ -314,12 +316,14 @@ class Router:
             return _engine.answered_verdict(action, steps, **common())
         return _engine.abstained_verdict(action.message or self.abstain_message, steps, **common())
 
-    async def _enqueue(self, action: AskHuman, query: Query, steps: list[Step], root: Span) -> str:
+    async def _enqueue(
+        self, action: AskHuman, query: Query, steps: list[Step], root: Span, deadline: float
+    ) -> str:
         assert self.queue is not None
         span = root.get_span_context()
         span_id = format(span.span_id, "016x") if span.is_valid else None
         request = _engine.ticket_request(action, query, steps, _trace_id(root), span_id)
-        ticket = await asyncio.to_thread(self.queue.enqueue, request)
+        ticket = await hand_off(self.queue, request, deadline - time.monotonic())
         return ticket.id
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -332,6 +336,7 @@ class Router:
         """Release the models' resources (loaded weights, HTTP connections), and what it owns."""
         for model in self.models.values():
             await model.aclose()
+        self._attempts.calls.close()
         while self._owned:
             await asyncio.to_thread(self._owned.pop().shutdown)
 

@@ -354,11 +354,15 @@ def test_a_model_that_hangs_is_cut_by_its_timeout_and_retried():
     assert verdict.steps[0].retries == 1
 
 
-def test_a_backend_raising_a_foreign_exception_is_explained():
-    model = ScriptedModel("m", [KeyError("boom")])
-    router = Router([model], policy=Ladder(0.5))
-    with pytest.raises(DemurError, match="must raise demur.ModelError"):
-        router.route("Capital?")
+def test_a_backend_raising_a_foreign_exception_is_a_failed_step_that_explains():
+    model = ScriptedModel("m", [KeyError("boom: the prompt was 'Capital?'")])
+    verdict = Router([model], policy=Ladder(0.5)).route("Capital?")
+    assert verdict.status == "abstained"
+    step = verdict.steps[0]
+    assert step.error_type == "ModelContractError"
+    assert (step.error or "").startswith("model 'm' raised KeyError. Backends must raise")
+    # Its message can quote the prompt: it stays on the cause, out of the step's error.
+    assert "boom" not in verdict.model_dump_json()
 
 
 def test_context_overflow_on_every_model_is_raised_to_the_caller():

@@ -23,6 +23,7 @@ from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 from demur import (
     Abstain,
     Attempt,
+    Decision,
     Escalate,
     Ladder,
     MeanTokenLogprob,
@@ -34,6 +35,7 @@ from demur import (
     RetryPolicy,
     RouteError,
     Router,
+    RouteState,
     Score,
     ScriptedModel,
     Verdict,
@@ -306,18 +308,27 @@ def test_failed_model_call_marks_its_spans_as_errors(otel: Otel) -> None:
 
 
 def test_a_route_that_raises_leaves_an_error_root_span(otel: Otel) -> None:
-    buggy = ScriptedModel("buggy", [KeyError("not a ModelError")])
-    router = Router(
-        [buggy],
-        policy=Ladder(threshold=0.5),
-        **otel.providers,
-    )
+    class Buggy(Ladder):
+        def decide(self, state: RouteState) -> Decision:
+            return Decision(action=Escalate("nowhere"), reason="a bug")
+
+    model = ScriptedModel("m", [Reply.confident(STRONG_ANSWER, 0.9)])
+    router = Router([model], policy=Buggy(threshold=0.5), **otel.providers)
     with pytest.raises(RouteError):
         router.route(QUESTION)
-    for name in ("demur.route", "chat buggy"):
-        span = otel.one(name)
-        assert span.status.status_code is StatusCode.ERROR
-        assert attrs(span)["error.type"] == "RouteError"
+    span = otel.one("demur.route")
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)["error.type"] == "RouteError"
+
+
+def test_a_model_raising_a_foreign_exception_fails_its_call_span_not_the_route(otel: Otel) -> None:
+    buggy = ScriptedModel("buggy", [KeyError("not a ModelError")])
+    router = Router([buggy], policy=Ladder(threshold=0.5), **otel.providers)
+    assert router.route(QUESTION).status == "abstained"
+    call = otel.one("chat buggy")
+    assert call.status.status_code is StatusCode.ERROR
+    assert attrs(call)["error.type"] == "ModelContractError"
+    assert otel.one("demur.route").status.status_code is not StatusCode.ERROR
 
 
 # --- content capture -------------------------------------------------------------------------

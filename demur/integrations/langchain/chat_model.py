@@ -56,7 +56,11 @@ from langchain_core.runnables import Runnable, ensure_config
 
 from demur.bases import ModelBase
 from demur.errors import ConfigError, PermanentModelError
-from demur.integrations.langchain.errors import as_model_error, is_control_flow
+from demur.integrations.langchain.errors import (
+    as_model_error,
+    is_control_flow,
+    passed_through,
+)
 from demur.integrations.langchain.messages import (
     GATE_PROMPT,
     MessagesPrompt,
@@ -166,7 +170,7 @@ class RunnableModel(ModelBase):
             return await self.runnable.ainvoke(messages)
         except Exception as exc:
             if is_control_flow(exc):
-                raise
+                raise passed_through(exc) from exc
             raise as_model_error(exc, self.name, self._source) from exc
 
     def _warn_no_logprobs(self) -> None:
@@ -317,7 +321,7 @@ class LangChainChatModel(RunnableModel):
             return await self.chat_model.agenerate_prompt([prompt], **options)
         except Exception as exc:
             if is_control_flow(exc):
-                raise
+                raise passed_through(exc) from exc
             raise as_model_error(exc, self.name, self._source) from exc
 
 

@@ -18,6 +18,7 @@ from demur.errors import (
     OutputNotTextError,
     PermanentModelError,
     RateLimitError,
+    RouteError,
     ServerError,
 )
 
@@ -53,6 +54,14 @@ def _names(exc: BaseException) -> str:
 def is_control_flow(exc: BaseException | None) -> bool:
     """LangGraph's interrupts and commands travel as exceptions; demur lets them through."""
     return exc is not None and any(cls.__name__ == "GraphBubbleUp" for cls in type(exc).__mro__)
+
+
+def passed_through(exc: BaseException) -> RouteError:
+    """The RouteError that carries LangGraph's control-flow `exc` out of a route, as its cause.
+
+    The router makes any other exception from a model a failed step; this one ends the route.
+    """
+    return RouteError(f"LangGraph's {type(exc).__name__} ends the route; it is the cause")
 
 
 def as_model_error(exc: Exception, model: str, source: str) -> ModelError:
@@ -100,4 +109,4 @@ def as_model_error(exc: Exception, model: str, source: str) -> ModelError:
     return PermanentModelError(f"{where} demur does not retry this error.", model=model)
 
 
-__all__ = ["OutputNotTextError", "as_model_error", "is_control_flow"]
+__all__ = ["OutputNotTextError", "as_model_error", "is_control_flow", "passed_through"]

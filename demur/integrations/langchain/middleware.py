@@ -62,7 +62,11 @@ from langchain_core.messages import AIMessage, BaseMessage
 from demur.bases import ModelBase
 from demur.integrations.langchain._sync import run_sync
 from demur.integrations.langchain.chat_model import LangChainChatModel, blocking_calls
-from demur.integrations.langchain.errors import as_model_error, is_control_flow
+from demur.integrations.langchain.errors import (
+    as_model_error,
+    is_control_flow,
+    passed_through,
+)
 from demur.integrations.langchain.messages import (
     finish_reason,
     last_human_text,
@@ -217,7 +221,7 @@ class _AgentModel(ModelBase):
                 result = await asyncio.to_thread(call.handler, request)
         except Exception as exc:
             if is_control_flow(exc):
-                raise
+                raise passed_through(exc) from exc
             raise as_model_error(exc, self.name, type(request.model).__name__) from exc
         if isinstance(result, AIMessage):
             return ModelResponse(result=[result])
