@@ -380,12 +380,30 @@ class Step(_Frozen):
 VerdictStatus = Literal["answered", "abstained", "pending"]
 
 
+class StartChoice(_Frozen):
+    """Where a pre-generation stage started the route, and why (see `demur.pregen`).
+
+    `probabilities` are the predicted chances of each model's answer succeeding; `skipped`
+    the cheaper models the route did not ask. The post-generation policy checked the answer
+    all the same.
+    """
+
+    model: str
+    skipped: tuple[str, ...] = ()
+    probabilities: dict[str, float | None] = Field(default_factory=dict)
+    reason: str = ""
+    predictor: str | None = None
+    error: str | None = None
+
+
 class Verdict(_Frozen):
     """The outcome of a route.
 
     - "answered": `answer` holds the accepted text and `model` the model that wrote it.
     - "abstained": `answer` is None and `message` says why.
     - "pending": a person will answer; `ticket_id` identifies the review ticket.
+
+    `start` says where a pre-generation stage started the route, when the router has one.
     """
 
     status: VerdictStatus
@@ -399,6 +417,7 @@ class Verdict(_Frozen):
     trace_id: str | None = None
     cost: float = 0.0
     latency_s: float = 0.0
+    start: StartChoice | None = None
 
     @property
     def action(self) -> str:

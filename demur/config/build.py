@@ -114,6 +114,13 @@ def build_router(config: RouterConfig, **overrides: Any) -> Router:
     )
     options: dict[str, Any] = {
         "start": config.start,
+        "pregen": config.pregen.build() if config.pregen is not None else None,
+        "route_log": config.route_log.build() if config.route_log is not None else None,
+        "drift": (
+            config.drift.build(meter_provider=overrides.get("meter_provider"))
+            if "drift" in config.model_fields_set
+            else None
+        ),
         "estimators": estimators,
         "combine": config.combine,
         "queue": config.queue.build() if config.queue is not None else None,

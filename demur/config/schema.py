@@ -28,6 +28,7 @@ from demur.types import Abstain, AskHuman, Escalate, RetrieveMore
 
 if TYPE_CHECKING:
     from demur.drift.monitor import DriftMonitor
+    from demur.pregen import PreGenerationRouter
     from demur.routelog.log import RouteLog
 
 
@@ -373,6 +374,23 @@ class RouteLogConfig(_Section):
         )
 
 
+class PregenConfig(_Section):
+    """Start each route where a fitted predictor says (demur.pregen): `predictor` is a file
+    written by `demur predictor fit`; `ladder` defaults to its models, fastest first."""
+
+    predictor: str
+    min_success: float = Field(default=0.5, gt=0, le=1)
+    ladder: list[str] | None = None
+
+    def build(self) -> PreGenerationRouter:
+        """The pre-generation stage this section describes, its predictor loaded."""
+        from demur.pregen import Predictor, PreGenerationRouter
+
+        return PreGenerationRouter.for_predictor(
+            Predictor.load(self.predictor), min_success=self.min_success, ladder=self.ladder
+        )
+
+
 class DriftConfig(_Section):
     """The alarm on accepted answers' error (demur.drift.DriftMonitor); alpha should be the
     error rate the threshold was fitted for."""
@@ -430,6 +448,7 @@ class RouterConfig(_Section):
     tracing: TracingConfig = TracingConfig()
     route_log: RouteLogConfig | None = None
     drift: DriftConfig = DriftConfig()
+    pregen: PregenConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> RouterConfig:

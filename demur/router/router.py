@@ -13,7 +13,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import LoggerProvider
@@ -54,11 +54,15 @@ from demur.types import (
     GenerationRequest,
     Query,
     RetrieveMore,
+    StartChoice,
     Step,
     Verdict,
 )
 
 DEFAULT_ABSTAIN_MESSAGE = "I am not confident enough to answer this question."
+
+if TYPE_CHECKING:
+    from demur.pregen.start import Prediction
 
 logger = logging.getLogger("demur.router")
 
@@ -67,6 +71,28 @@ class SupportsShutdown(Protocol):
     """Something a router can own and release when it closes."""
 
     def shutdown(self) -> None: ...
+
+
+class StartStage(Protocol):
+    """A pre-generation stage: predicts where each route starts (`demur.pregen`)."""
+
+    ladder: tuple[str, ...]
+
+    def validate(self, models: Sequence[str]) -> None: ...
+
+    async def astart_for(self, query: Query) -> Prediction: ...
+
+
+class RouteRecorder(Protocol):
+    """Keeps each route for later training and checks (`demur.RouteLog`)."""
+
+    def record(self, query: Query, verdict: Verdict) -> str: ...
+
+
+class VerdictObserver(Protocol):
+    """Watches verdicts as they are given (`demur.drift.DriftMonitor`)."""
+
+    def observe_verdict(self, verdict: Verdict) -> None: ...
 
 
 class Router:
@@ -89,6 +115,12 @@ class Router:
 
     Spans go to `tracer_provider`, metrics to `meter_provider` and `gen_ai.evaluation.result`
     events to `logger_provider`: OpenTelemetry's global providers unless given.
+
+    `pregen` (a `demur.pregen.PreGenerationRouter`) predicts from the question where each
+    route starts: it may skip cheaper models up its ladder, never below `start`, and the
+    policy still checks the answer; the verdict's `start` says what it predicted. Each verdict
+    goes to `route_log` (a `RouteLog`) and `drift` (a `DriftMonitor`) when given; a failure
+    there is logged, never raised into the route.
 
     `router.replace(start="strong", queue=None)` derives a router with some options changed.
     """
@@ -116,6 +148,9 @@ class Router:
         logger_provider: LoggerProvider | None = None,
         capture_content: bool = False,
         redact: Redactor | None = None,
+        pregen: StartStage | None = None,
+        route_log: RouteRecorder | None = None,
+        drift: VerdictObserver | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             k: v for k, v in locals().items() if k not in ("self", "__class__")
@@ -158,6 +193,11 @@ class Router:
             has_queue=queue is not None,
         )
         self.policy.validate(self.spec)
+        if pregen is not None:
+            pregen.validate(list(self.models))
+        self.pregen = pregen
+        self.route_log = route_log
+        self.drift = drift
         self.grounding.validate(self.spec)
         unknown = set(prompts or {}) - set(self.models)
         if unknown:
@@ -248,6 +288,10 @@ class Router:
         with self.tracing.route(policy) as root:
             steps: list[Step] = []
             model = self.start
+            start: StartChoice | None = None
+            if self.pregen is not None:
+                start = await self._predict_start(query, root)
+                model = start.model
             spent = 0.0
             more: RetrieveMore | None = None
             while True:
@@ -274,8 +318,48 @@ class Router:
                     model, more = action.model or step.model, action
                     continue
                 verdict = await self._conclude(action, query, steps, root, started, deadline)
+                if start is not None:
+                    verdict = replace(verdict, start=start)
                 self.tracing.finish_route(root, verdict, policy)
+                self._observe(query, verdict)
                 return verdict
+
+    async def _predict_start(self, query: Query, root: Span) -> StartChoice:
+        """Where the pre-generation stage starts this route: never below `self.start`."""
+        assert self.pregen is not None
+        prediction = await self.pregen.astart_for(query)
+        ladder = prediction.ladder
+        lowest = ladder.index(self.start) if self.start in ladder else 0
+        model, reason = self.start, f"starts at {self.start}: {prediction.reason}"
+        skipped: tuple[str, ...] = ()
+        target = prediction.start
+        moves_up = target in ladder and ladder.index(target) > lowest
+        if target != self.start and target in self.models and moves_up:
+            model, skipped = target, ladder[lowest : ladder.index(target)]
+            reason = prediction.reason
+        if root.is_recording():
+            root.set_attributes(prediction.attributes())
+        return StartChoice(
+            model=model,
+            skipped=tuple(skipped),
+            probabilities=dict(prediction.probabilities),
+            reason=reason,
+            predictor=prediction.predictor,
+            error=prediction.error,
+        )
+
+    def _observe(self, query: Query, verdict: Verdict) -> None:
+        """Give the verdict to the route log and the drift monitor; their failures are logged."""
+        if self.route_log is not None:
+            try:
+                self.route_log.record(query, verdict)
+            except Exception:
+                logger.warning("the route log could not record a route", exc_info=True)
+        if self.drift is not None:
+            try:
+                self.drift.observe_verdict(verdict)
+            except Exception:
+                logger.warning("the drift monitor could not observe a verdict", exc_info=True)
 
     async def _conclude(
         self,
