@@ -56,11 +56,19 @@ _N = TypeVar("_N", int, float)
 
 
 class DemurError(Exception):
-    """Root of every error demur raises on purpose."""
+    """Root of every error demur raises on purpose.
+
+    `public_message` is True when the message quotes no prompt, answer or response body, so
+    it may reach API clients, tickets and scores as it is (a setup mistake and its fix).
+    """
+
+    public_message: bool = False
 
 
 class ConfigError(DemurError, ValueError):
     """The router, a component, or a config file is set up wrongly."""
+
+    public_message = True
 
 
 class MissingDependencyError(ConfigError, ImportError):

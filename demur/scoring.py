@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from typing import Literal
 
+from pydantic import ValidationError
+
 from demur._loop_guard import BLOCKING_S, Guarded, loop_running, warn_once
 from demur.errors import ConfigError, EstimatorUnavailable, did_you_mean
 from demur.protocols import Attempt, Estimator
@@ -28,8 +30,9 @@ def failure_score(name: str, exc: BaseException, timeout_s: float | None = None)
     """The Score that records why estimator `name` gave no confidence.
 
     A failure's detail names the exception's type, not its message: the message can quote
-    the prompt or the answer, and scores reach API clients, tickets and traces. A ConfigError
-    and a NotAScoreError keep theirs: demur wrote them about a setup mistake, with the fix.
+    the prompt or the answer, and scores reach API clients, tickets and traces. Errors demur
+    wrote about a setup mistake keep theirs (`DemurError.public_message`: a ConfigError, a
+    NotAScoreError, an invalid Score's validation), with the fix.
     """
     if isinstance(exc, EstimatorUnavailable):
         return Score(estimator=name, status="unavailable", detail=str(exc))
@@ -37,7 +40,12 @@ def failure_score(name: str, exc: BaseException, timeout_s: float | None = None)
     if isinstance(exc, TimeoutError):
         detail = "no score in time" if timeout_s is None else f"no score within {timeout_s:g}s"
         return Score(estimator=name, status="timeout", detail=detail, error_type=kind)
-    own = isinstance(exc, ConfigError | NotAScoreError)
+    if isinstance(exc, ValidationError) and exc.title == "Score":
+        # The estimator built an invalid Score: the validators' own words quote no input.
+        problems = "; ".join(error["msg"] for error in exc.errors())
+        detail = f"{name} built an invalid Score: {problems}"
+        return Score(estimator=name, status="failed", detail=detail, error_type=kind)
+    own = isinstance(exc, NotAScoreError) or getattr(exc, "public_message", False)
     detail = f"{kind}: {exc}" if own else f"{name} raised {kind}"
     return Score(estimator=name, status="failed", detail=detail, error_type=kind)
 

@@ -173,6 +173,7 @@ async def test_logged_answers_are_scored_without_a_model(tmp_path):
     assert first["scores"]["mean_logprob"]["confidence"] == pytest.approx(math.exp(-0.1))
     assert second["scores"]["mean_logprob"]["status"] == "unavailable"
     assert first["scores"]["nan"]["status"] == "failed"
+    assert "nan built an invalid Score" in first["scores"]["nan"]["detail"]
     assert "confidence must lie in [0, 1]" in first["scores"]["nan"]["detail"]
     assert first["scores"]["asks"]["status"] == "failed"
     assert "need a live model" in first["scores"]["asks"]["detail"]

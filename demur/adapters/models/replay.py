@@ -41,11 +41,13 @@ class ReplayModel(ModelBase):
     async def agenerate(self, request: GenerationRequest) -> Generation:
         if request.temperature == 0:
             if self._served:
-                raise PermanentModelError(
+                error = PermanentModelError(
                     f"'{self.name}' replays logged answers and cannot answer a new prompt; "
                     "estimators that ask a model need a live model (demur eval --model)",
                     model=self.name,
                 )
+                error.public_message = True  # names the fix, quotes nothing
+                raise error
             self._served = True
             tokens = self._tokens if request.logprobs else None
             return Generation(
