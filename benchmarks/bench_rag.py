@@ -275,9 +275,11 @@ def measure(args: argparse.Namespace, store_dir: Path) -> dict[str, Any]:
     records = asyncio.run(collect(store, models, questions, args.model, args.estimators, args.k))
     if args.rows:
         Path(args.rows).write_text("".join(json.dumps(r) + "\n" for r in records))
+    section = default_config().models.get(args.model)
     result = {
         "data": "CLAP NQ dev",
         "model": args.model,
+        "builtin": getattr(section, "builtin", None),
         "estimators": args.estimators,
         "k": args.k,
         "questions_answerable": sum(r["answerable"] for r in records),

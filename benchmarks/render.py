@@ -380,12 +380,11 @@ def render_retrieval(result: dict) -> list[str]:
 def render_rag(result: dict) -> list[str]:
     systems = result["systems"]
     coverages = list(next(iter(systems.values()))["accuracy_answered_at_coverage"])
-    model = PREVIOUS.get(result["model"], result["model"])
+    model, note = _model_label(result)
     lines = [
         "## Answer or abstain on CLAP NQ: Confident RAG (`benchmarks/bench_rag.py`)",
         "",
-        PREVIOUS_NOTE,
-        "",
+        *note,
         f"{result['questions_answerable']} answerable and {result['questions_unanswerable']} "
         f"unanswerable CLAP NQ dev questions (a seeded sample), answered by {model} "
         f"({result['model']}) from the {result['k']} passages each embedding model retrieves "
@@ -440,6 +439,23 @@ def render_rag(result: dict) -> list[str]:
         "out); a single-embedding RAG makes one of each.",
         "",
     ]
+    confident = systems.get("confident_rag")
+    best = systems.get(result["best_single_embedder"])
+    if confident is not None and best is not None:
+        refusals = sum(e.get("refusals_unanswerable", 0) for e in systems.values())
+        beats = confident["accuracy_cross_fitted"] > best["accuracy_cross_fitted"]
+        lines += [
+            f"Aim (above the best single embedder): {'met' if beats else 'not met'}: "
+            f"{_pct(confident['accuracy_cross_fitted'])} against "
+            f"{_pct(best['accuracy_cross_fitted'])} for {result['best_single_embedder']}. "
+            "Keeping the most confident branch only helps when confidence tells right from "
+            f"wrong, and here its AUROC is {_num(confident['auroc'])} (single embedders "
+            + ", ".join(f"{_num(e['auroc'])}" for n, e in systems.items() if n != "confident_rag")
+            + f"). The model refused {refusals} time(s) on unanswerable questions, over all "
+            "branches: it answers from whatever passage it is given, as confidently as from "
+            "the right one, so no threshold on its confidence separates unanswerable questions.",
+            "",
+        ]
     return lines
 
 

@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument(
         "--rag-questions",
         type=int,
-        default=50,
+        default=30,
         help="answerable and as many unanswerable CLAP NQ questions for bench_rag",
     )
     parser.add_argument(
