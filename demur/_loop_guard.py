@@ -56,15 +56,28 @@ def loop_running() -> bool:
 class Guarded(Generator[Any, Any, T]):
     """`await Guarded(coroutine, what)`: the coroutine, each step timed, its cancellation enforced.
 
-    `blocked_s` is its longest step so far, in seconds (read it once the await is over); `what`
-    ("model 'weak'") names the component in the log.
+    `expires` is the loop time at which the caller's timeout cancels it: cancellations before
+    then are the component's own business. `blocked_s` is its longest step so far, in seconds
+    (read it once the await is over); `what` ("model 'weak'") names the component in the log.
     """
 
-    __slots__ = ("_grace_ends", "_inner", "_longest", "_started", "_timer", "_waiting", "what")
+    __slots__ = (
+        "_expires",
+        "_grace_ends",
+        "_inner",
+        "_longest",
+        "_started",
+        "_timer",
+        "_waiting",
+        "what",
+    )
 
-    def __init__(self, inner: Coroutine[Any, Any, T], what: str) -> None:
+    def __init__(
+        self, inner: Coroutine[Any, Any, T], what: str, *, expires: float | None = None
+    ) -> None:
         self._inner = inner
         self.what = what
+        self._expires = expires  # the loop time of the timeout the caller awaits it under
         self._longest = 0.0
         self._started = 0.0  # when the step under way began; 0 between steps
         self._grace_ends = 0.0  # set once cancelled: when its time to stop runs out
@@ -99,11 +112,19 @@ class Guarded(Generator[Any, Any, T]):
         self._started = started = perf_counter()
         yielded = self._inner.throw(exc)
         self._ended(started)
-        if isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, asyncio.CancelledError) and self._timed_out():
             # It awaits again instead of ending: a cleanup, or a swallowed cancellation.
             self._grace_ends = time.monotonic() + CANCEL_GRACE_S
             return self._stopping(yielded)
         return yielded
+
+    def _timed_out(self) -> bool:
+        """Whether a cancellation comes from the caller's timeout (or, without one, from
+        anywhere). Before it, a cancel scope inside the component (anyio's, in httpx's
+        connection attempts) may cancel and catch its own work: that is no reason to stop."""
+        if self._expires is None:
+            return True
+        return asyncio.get_running_loop().time() >= self._expires
 
     def close(self) -> None:
         self._inner.close()

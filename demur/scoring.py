@@ -100,8 +100,9 @@ async def run_estimator(
         return score_in_process(estimator, attempt, on_error)
     guard: Guarded[Score] | None = None
     try:
-        async with asyncio.timeout(timeout_s):
-            guard = Guarded(estimator.aestimate(attempt), f"estimator '{estimator.name}'")
+        async with asyncio.timeout(timeout_s) as scope:
+            what = f"estimator '{estimator.name}'"
+            guard = Guarded(estimator.aestimate(attempt), what, expires=scope.when())
             return _checked(await guard)
     except Exception as exc:
         if on_error is not None and not isinstance(exc, EstimatorUnavailable | TimeoutError):

@@ -117,11 +117,12 @@ class ModelCalls:
         thread = self._threads.get(model.name) if self._threads else None
         guard: Guarded[Generation] | None = None
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit) as scope:
                 if thread is not None:
                     generation = await thread.run(model.agenerate(request))
                 else:
-                    guard = Guarded(model.agenerate(request), f"model '{model.name}'")
+                    what = f"model '{model.name}'"
+                    guard = Guarded(model.agenerate(request), what, expires=scope.when())
                     generation = await guard
         except TimeoutError:
             if limit < call_timeout:

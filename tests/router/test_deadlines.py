@@ -128,6 +128,32 @@ def test_a_model_that_swallows_cancellation_is_left_behind_at_the_deadline(caplo
     )
 
 
+def inner_scope(call: int) -> object:
+    """A backend whose own cancel scope cancels and catches its work, as httpx's connection
+    attempts do under anyio, then goes on awaiting well past the cancellation grace."""
+
+    async def behave() -> Generation:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().call_later(0.01, task.cancel)
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            task.uncancel()  # its own cancellation, caught and taken back
+        await asyncio.sleep(0.3)
+        return answer("inner")
+
+    return behave()
+
+
+def test_a_cancellation_the_model_makes_and_catches_itself_is_not_a_timeout():
+    router = escalating(Behaving("inner", inner_scope), budget=Budget(deadline_s=5))
+    verdict = router.route("Capital of France?")
+    assert verdict.steps[0].error_type is None
+    assert verdict.steps[0].candidate is not None
+    assert verdict.steps[0].candidate.text == "Paris"
+
+
 def test_a_model_that_swallows_cancellation_at_its_timeout_fails_and_the_ladder_escalates():
     deaf = Behaving("deaf", swallowing(3.0))
     deaf.timeout_s = 0.2
