@@ -209,6 +209,18 @@ def test_an_expired_lease_returns_the_ticket_to_the_queue(store, clock):
     assert (done.status, done.reviewer, done.answer) == ("resolved", "bo", "Paris")
 
 
+def test_expired_claims_and_pending_tickets_share_one_queue_order(store, clock):
+    queue = store.open(clock=clock, lease_s=30)
+    urgent = queue.enqueue(request("urgent", priority=5))
+    plain = queue.enqueue(request("plain", priority=0))
+    assert [queue.claim("ana").ticket.id for _ in range(2)] == [urgent.id, plain.id]
+    clock.advance(31)  # both of ana's leases lapse
+    later = queue.enqueue(request("later, urgent too", priority=5))
+    # A lapsed claim goes where its ticket would if pending: by priority, then age.
+    assert [queue.claim("bo").ticket.id for _ in range(3)] == [urgent.id, later.id, plain.id]
+    assert queue.claim("bo") is None
+
+
 def test_renew_extends_a_live_lease(store, clock):
     queue = store.open(clock=clock, lease_s=30)
     ticket = queue.enqueue(request())
