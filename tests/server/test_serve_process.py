@@ -52,7 +52,9 @@ queue: {path: QUEUE}
 class ServeProcess:
     """`python -m demur.cli serve ...` with its stderr (JSON log lines) read on a thread."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, env: dict[str, str], open_files: int | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "demur.cli", "serve", "--port", "0", *args],
             cwd=cwd,
@@ -60,6 +62,8 @@ class ServeProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # The limit is set in the child only: the test process may hold more files.
+            preexec_fn=(lambda: _limit_open_files(open_files)) if open_files else None,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -97,14 +101,25 @@ class ServeProcess:
         return code
 
 
+def _limit_open_files(count: int) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+
+
 @contextmanager
 def serve_process(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    *,
+    open_files: int | None = None,
 ) -> Iterator[ServeProcess]:
     environment = {k: v for k, v in os.environ.items() if k != "DEMUR_API_KEYS"}
     environment["PYTHONPATH"] = str(ROOT)
     environment.update(env or {})
-    process = ServeProcess(args, cwd, environment)
+    process = ServeProcess(args, cwd, environment, open_files)
     try:
         yield process
     finally:

@@ -4,7 +4,6 @@ it keeps answering, and its connection flags take effect."""
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import time
 
@@ -21,13 +20,10 @@ def test_300_half_sent_requests_do_not_lock_out_healthz_with_256_descriptors(tmp
     config.write_text(SCRIPTED_CONFIG.replace("QUEUE", str(tmp_path / "q.db")))
     args = ["--config", str(config), "--traces", "none", "--header-timeout", "3"]
     args += ["--metrics-require-auth"]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.ExitStack() as stack:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, hard))  # the server inherits it
-        try:
-            server = stack.enter_context(serve_process(args, tmp_path, {"DEMUR_API_KEYS": KEY}))
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        server = stack.enter_context(
+            serve_process(args, tmp_path, {"DEMUR_API_KEYS": KEY}, open_files=OPEN_FILES)
+        )
         url = server.wait_for_url(60)
         port = int(url.rsplit(":", 1)[1])
         slow = []
