@@ -14,7 +14,7 @@ import secrets
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -226,7 +226,11 @@ class SqlQueue(ABC):
         body = request_body(request, self.limits)
         now = self._now()
         stamp = self._to_db(now)
-        with self._transaction(timeout_s) as run:
+        # Without a bound or a last word, each statement commits alone: one round trip for a
+        # new ticket (the INSERT), where a transaction would add BEGIN and COMMIT.
+        unbounded = timeout_s is None and commit_if is None
+        transaction = nullcontext(self._execute) if unbounded else self._transaction(timeout_s)
+        with transaction as run:
             rows = run(
                 f"INSERT INTO {self.table} (id, idempotency_key, status, priority, deadline, "
                 "created_at, updated_at, question, body, claims) "
