@@ -23,6 +23,7 @@ from demur.queue.errors import (
     QueueUnavailable,
     TicketNotFound,
 )
+
 if TYPE_CHECKING:
     from demur.queue.postgres import PostgresQueue
     from demur.queue.sqlite import SqliteQueue
