@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Sequence
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
@@ -15,32 +11,8 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from demur import ConfigError
 from demur.embedders import shared_embedder
 from demur.integrations.langchain import DemurEmbeddings
+from tests.integrations.recording_embedder import PASSAGES, QUESTION, RecordingEmbedder
 from tests.retrieval import requires
-
-PASSAGES = (
-    "Jane Austen published Emma in December 1815; it was her fourth novel.",
-    "The Eiffel Tower was completed in Paris in 1889 for the World's Fair.",
-    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
-)
-QUESTION = "Which novel did Jane Austen publish in 1815?"
-
-
-class RecordingEmbedder:
-    """A demur Embedder that records each call's kind and texts, optionally slowly."""
-
-    name = "recording"
-    dimension = 2
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.calls: list[tuple[str, list[str]]] = []
-
-    def embed(self, texts: Sequence[str], *, kind: str = "passage") -> npt.NDArray[np.float32]:
-        self.calls.append((kind, list(texts)))
-        time.sleep(self.delay_s)  # a blocking encoder, as the real ones are
-        rows = [[float(len(t)) + 1.0, 1.0 if kind == "query" else 0.0] for t in texts]
-        vectors = np.asarray(rows, dtype=np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 @requires("minilm-l6")
@@ -82,7 +54,7 @@ async def test_queries_and_documents_reach_the_embedder_as_their_kinds():
     embeddings = DemurEmbeddings(recording)
     vectors = embeddings.embed_documents(["a", "bb"])
     assert len(vectors) == 2 and all(isinstance(x, float) for x in vectors[0])
-    assert len(embeddings.embed_query("q1")) == 2
+    assert len(embeddings.embed_query("q1")) == recording.dimension
     await embeddings.aembed_documents(["ccc"])
     await embeddings.aembed_query("q2")
     assert recording.calls == [
