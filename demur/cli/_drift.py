@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from demur.cli import _options
+
 if TYPE_CHECKING:
     from demur.cli._options import Commands
     from demur.config import RouterConfig
@@ -84,20 +86,6 @@ def _log(args: argparse.Namespace, config: RouterConfig | None) -> Path:
     )
 
 
-def _since(value: str | None) -> datetime | None:
-    from demur.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"--since {value!r} is not an ISO date or time, e.g. 2025-01-31 or 2025-01-31T12:00"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def cmd_drift(args: argparse.Namespace) -> int:
     config = _config(args)
     log = _log(args, config)
@@ -127,7 +115,7 @@ def _check(args: argparse.Namespace, config: RouterConfig | None, log: Path) -> 
         )
         raise ConfigError(problems) from None
     monitor = settings.build()
-    report = replay_log(log, monitor, sources=args.source, since=_since(args.since))
+    report = replay_log(log, monitor, sources=args.source, since=_options.parse_since(args.since))
     if args.json:
         data = report.to_dict()
         data["settings"] = {**settings.model_dump(), "margin": monitor.margin}

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pydantic import BaseModel
 
     from demur.config import RouterConfig
@@ -166,3 +168,20 @@ def settings(cls: type[SettingsT], what: str, **options: Any) -> SettingsT:
     except ValidationError as exc:
         secret = [name for name, field in cls.model_fields.items() if not field.repr]
         raise explain_validation(exc, what=what, secret=secret, schema=cls) from None
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """`--since`: an ISO date or time; one without a zone is read as UTC."""
+    from datetime import UTC, datetime
+
+    from demur.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--since {value!r} is not an ISO date or time, e.g. 2025-01-31 or 2025-01-31T12:00"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

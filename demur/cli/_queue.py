@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 from demur.cli import _options
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from demur.cli._options import Commands
 
 
@@ -47,22 +45,6 @@ def add_parser(commands: Commands) -> None:
     queue.set_defaults(run=cmd_queue)
 
 
-def _since(value: str | None) -> datetime | None:
-    from datetime import UTC, datetime
-
-    from demur.errors import ConfigError
-
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"--since {value!r} is not an ISO date or time, e.g. 2025-01-31 or 2025-01-31T12:00"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def cmd_queue(args: argparse.Namespace) -> int:
     queue = _options.open_queue(args)
     try:
@@ -70,7 +52,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
             from demur.evaluation.labels import export_resolved
 
             report = export_resolved(
-                queue, args.out, since=_since(args.since), model=args.model, grader=args.grader
+                queue,
+                args.out,
+                since=_options.parse_since(args.since),
+                model=args.model,
+                grader=args.grader,
             )
             print(
                 f"{report.rows} rows from {report.tickets} resolved tickets "
