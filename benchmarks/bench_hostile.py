@@ -422,6 +422,17 @@ def review_inputs(tally: Tally, review: Process, ticket: str) -> None:
 # --- guessing --------------------------------------------------------------------------------
 
 
+def guess_summary(statuses: Counter[int], took: float) -> dict[str, Any]:
+    """How many guesses were sent, checked (401) and refused unchecked (429), and how fast."""
+    return {
+        "guesses": sum(statuses.values()),
+        "checked": statuses[401],
+        "refused_429": statuses[429],
+        "checked_per_s": round(statuses[401] / took, 2),
+        "seconds": round(took, 1),
+    }
+
+
 def guess_keys(tally: Tally, gateway: Process, seconds: float, forge: bool) -> dict[str, Any]:
     """Wrong keys as fast as one connection goes; how many were checked (401) vs refused."""
     url = f"{gateway.url}/v1/chat/completions"
@@ -437,14 +448,7 @@ def guess_keys(tally: Tally, gateway: Process, seconds: float, forge: bool) -> d
             statuses[status] += 1
             tally.record("gateway: a wrong key", status, {401, 429})
             i += 1
-    took = time.monotonic() - started
-    return {
-        "guesses": sum(statuses.values()),
-        "checked": statuses[401],
-        "refused_429": statuses[429],
-        "checked_per_s": round(statuses[401] / took, 2),
-        "seconds": round(took, 1),
-    }
+    return guess_summary(statuses, time.monotonic() - started)
 
 
 def guess_tokens(tally: Tally, review: Process, seconds: float) -> dict[str, Any]:
@@ -466,14 +470,7 @@ def guess_tokens(tally: Tally, review: Process, seconds: float) -> dict[str, Any
             statuses[status] += 1
             tally.record("review: a wrong token", status, {401, 429})
             i += 1
-    took = time.monotonic() - started
-    return {
-        "guesses": sum(statuses.values()),
-        "checked": statuses[401],
-        "refused_429": statuses[429],
-        "checked_per_s": round(statuses[401] / took, 2),
-        "seconds": round(took, 1),
-    }
+    return guess_summary(statuses, time.monotonic() - started)
 
 
 # --- slow clients ----------------------------------------------------------------------------
