@@ -7,7 +7,6 @@ browser fails the test instead of the run.
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from starlette.testclient import TestClient
 from demur.queue import CandidateAnswer, SqliteQueue, Ticket, TicketRequest
 from demur.review import ReviewSettings, create_review_app
 from demur.types import Score
+from tests.time_limit import time_limit
 
 ANA = "ana-token-0123456789abcdef"
 BEN = "ben-token-0123456789abcdef"
@@ -46,16 +46,8 @@ def _time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
     slow = request.node.get_closest_marker("browser") is not None
     seconds = BROWSER_TIMEOUT_S if slow else TEST_TIMEOUT_S
 
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"{request.node.name} ran past its {seconds}s limit")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+    with time_limit(request.node.name, seconds):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Clock:

@@ -6,7 +6,6 @@ client call has its own timeout, so a gateway that hangs fails the test instead 
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +25,7 @@ from demur import (
     SqliteQueue,
 )
 from demur.server import BackgroundServer, ServerSettings, create_app
+from tests.time_limit import time_limit
 
 KEY = "sk-test-key"
 TEST_TIMEOUT_S = 60
@@ -37,16 +37,8 @@ def _time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
     slow = request.node.get_closest_marker("local_model") is not None
     seconds = LOCAL_MODEL_TIMEOUT_S if slow else TEST_TIMEOUT_S
 
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"{request.node.name} ran past its {seconds}s limit")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+    with time_limit(request.node.name, seconds):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 WEAK = Reply.confident("Lyon", 0.3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import select
-import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -20,22 +19,15 @@ from starlette.routing import Route
 
 from demur.web.serving import ListeningServer, ThreadedServer, uvicorn_config
 from demur.web.settings import ListenerSettings
+from tests.time_limit import time_limit
 
 TEST_TIMEOUT_S = 60
 
 
 @pytest.fixture(autouse=True)
 def _time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"{request.node.name} ran past its {TEST_TIMEOUT_S}s limit")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT_S)
-    try:
+    with time_limit(request.node.name, TEST_TIMEOUT_S):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 async def _hello(request: Request) -> Response:
