@@ -94,7 +94,8 @@ def _close_field(name: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _strings(value: object, name: str) -> tuple[str, ...]:
+def strings_of(value: object, name: str) -> tuple[str, ...]:
+    """A row field that holds a string or a list of strings, as a tuple (empty when absent)."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -124,7 +125,7 @@ def _item(row: object, line: int) -> EvalItem:
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("missing 'question' (a non-empty string)")
-    answers = _strings(row.get("answers", row.get("answer")), "answers")
+    answers = strings_of(row.get("answers", row.get("answer")), "answers")
     answers = tuple(a for a in answers if a.strip())
     label = _label(row)
     if not answers and label is None:
@@ -148,9 +149,9 @@ def _item(row: object, line: int) -> EvalItem:
         id=str(row.get("id", f"line-{line}")),
         question=question,
         answers=answers,
-        context=_strings(row.get("context"), "context"),
+        context=strings_of(row.get("context"), "context"),
         response=response,
-        samples=_strings(row.get("samples"), "samples"),
+        samples=strings_of(row.get("samples"), "samples"),
         logprobs=logprobs,
         label=label,
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from demur.errors import ConfigError
-from demur.evaluation.dataset import load_dataset
+from demur.evaluation.dataset import load_dataset, strings_of
 from demur.evaluation.runner import RESULTS
 from demur.pregen.rows import Outcome, RoutingRow
 
@@ -33,13 +33,10 @@ Key = tuple[str, tuple[str, ...]]
 
 
 def _context(value: object, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ConfigError(f"{where}: 'context' must be a string or a list of strings, got {value!r}")
+    try:
+        return strings_of(value, "context")
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _seconds(value: object) -> float | None:
