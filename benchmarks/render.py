@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from benchmarks.figures import ci as _ci
+from benchmarks.figures import pct as _pct
 from benchmarks.render_drift import render_drift
 from benchmarks.render_embeddings import render_embeddings
 from benchmarks.render_ensemble import render_ensemble
@@ -639,16 +641,5 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
-
-
 def _pct1(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
-
-
-def _ci(bounds: list[float] | None, pct: bool = True) -> str:
-    if not bounds:
-        return ""
-    low, high = bounds
-    return f"[{_pct(low)}, {_pct(high)}]" if pct else f"[{low:.3f}, {high:.3f}]"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from benchmarks.figures import ci as _ci
+from benchmarks.figures import pct as _pct
+
 # Budgets shown in the accuracy table: indices into bench_pregen.LEVELS (0, 0.01, ..., 1).
 SHOWN = (20, 40, 60, 80)
 
@@ -45,7 +48,8 @@ def render_pregen(result: dict) -> list[str]:
     ]
     for entry in result["predictors"].values():
         lines.append(
-            f"| {entry['describe']} | {entry['auroc_weak']:.3f} {_ci(entry['auroc_weak_ci'])} | "
+            f"| {entry['describe']} | {entry['auroc_weak']:.3f} "
+            f"{_ci(entry['auroc_weak_ci'], pct=False)} | "
             f"{entry['auroc_strong']:.3f} |"
         )
     lines += [
@@ -138,14 +142,3 @@ def _aims(result: dict) -> list[str]:
 
 def _with(value: str, bounds: list[float] | None, pct: bool = False) -> str:
     return f"{value} {_ci(bounds, pct)}" if bounds else value
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
-
-
-def _ci(bounds: list[float] | None, pct: bool = False) -> str:
-    if not bounds:
-        return ""
-    low, high = bounds
-    return f"[{low:.0%}, {high:.0%}]" if pct else f"[{low:.3f}, {high:.3f}]"
