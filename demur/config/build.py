@@ -66,6 +66,7 @@ def build_model(name: str, config: ModelConfig) -> Model:
             provider=config.provider,
             max_connections=config.max_connections,
             http2=config.http2,
+            transport=config.transport,
         )
     from demur.adapters.models.scripted import Reply, ScriptedModel
 

@@ -95,6 +95,7 @@ class OpenAIConfig(_ModelSection):
     headers: dict[str, str] = Field(default_factory=dict)
     max_connections: int = Field(default=100, ge=1)
     http2: bool = False
+    transport: Literal["auto", "aiohttp", "httpx"] = "auto"
 
 
 class ScriptedReplyConfig(_Section):

@@ -4,7 +4,9 @@ llama-cpp-python's OpenAI-compatible server running SmolLM2."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
+import logging
 import math
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +39,8 @@ from demur import (
     TransientModelError,
 )
 from demur.adapters.models.openai_http import OpenAICompatibleModel
+from demur.config import build_model, parse_config
+from demur.router._offload import LoopThread
 from tests.adapters.openai_stub_server import TOKEN_LOGPROB, Fault, FaultKind, StubServer
 
 REPLY_TOKENS = ("Paris", " is", " the", " capital")
@@ -59,9 +64,22 @@ def stub() -> Iterator[StubServer]:
     server.stop()
 
 
+TRANSPORTS = ["aiohttp", "httpx"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs once per HTTP client."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-async def model(stub: StubServer) -> AsyncIterator[OpenAICompatibleModel]:
-    m = OpenAICompatibleModel("stub", base_url=stub.base_url, api_key="sk-test", timeout_s=2.0)
+async def model(stub: StubServer, transport: str) -> AsyncIterator[OpenAICompatibleModel]:
+    m = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, api_key="sk-test", timeout_s=2.0, transport=transport
+    )
+    assert m.transport == transport
     yield m
     await m.aclose()
 
@@ -100,6 +118,8 @@ async def test_chat_request_is_sent_and_parsed(
         "top_logprobs": 3,
     }
     assert seen.headers["Authorization"] == "Bearer sk-test"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Accept"] == "application/json"
     [completion] = generation.completions
     assert completion.text == "Paris is the capital"
     assert completion.finish_reason == "stop"
@@ -144,8 +164,10 @@ async def test_logprobs_not_requested_are_neither_sent_nor_returned(
     assert generation.completions[0].tokens is None
 
 
-async def test_supports_logprobs_false_never_asks(stub: StubServer) -> None:
-    model = OpenAICompatibleModel("plain", base_url=stub.base_url, supports_logprobs=False)
+async def test_supports_logprobs_false_never_asks(stub: StubServer, transport: str) -> None:
+    model = OpenAICompatibleModel(
+        "plain", base_url=stub.base_url, supports_logprobs=False, transport=transport
+    )
     try:
         generation = await model.agenerate(CHAT)
     finally:
@@ -189,11 +211,15 @@ async def test_server_that_honours_n_is_called_once(
 
 
 async def test_api_key_from_env_and_extra_headers(
-    stub: StubServer, monkeypatch: pytest.MonkeyPatch
+    stub: StubServer, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     monkeypatch.setenv("STUB_KEY", "sk-from-env")
     model = OpenAICompatibleModel(
-        "stub", base_url=stub.base_url + "/", api_key_env="STUB_KEY", headers={"X-Team": "qa"}
+        "stub",
+        base_url=stub.base_url + "/",
+        api_key_env="STUB_KEY",
+        headers={"X-Team": "qa"},
+        transport=transport,
     )
     try:
         await model.agenerate(CHAT)
@@ -205,10 +231,12 @@ async def test_api_key_from_env_and_extra_headers(
 
 
 async def test_no_key_sends_no_authorization(
-    stub: StubServer, monkeypatch: pytest.MonkeyPatch
+    stub: StubServer, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    model = OpenAICompatibleModel("stub", base_url=stub.base_url, model="served-name")
+    model = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, model="served-name", transport=transport
+    )
     try:
         await model.agenerate(CHAT)
     finally:
@@ -230,8 +258,10 @@ async def test_aclose_is_idempotent_and_the_model_reopens(
 # --- error mapping ---------------------------------------------------------------------------
 
 
-async def test_connections_are_kept_alive_and_pooled(stub: StubServer) -> None:
-    model = OpenAICompatibleModel("stub", base_url=stub.base_url, max_connections=8)
+async def test_connections_are_kept_alive_and_pooled(stub: StubServer, transport: str) -> None:
+    model = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, max_connections=8, transport=transport
+    )
     try:
         for _ in range(20):
             await model.agenerate(CHAT)
@@ -299,7 +329,7 @@ async def test_failures_map_to_demur_errors(
     assert stub.base_url + "/chat/completions" in message
     for text in expected:
         assert text in message
-    # No httpx traceback chained under demur's error.
+    # No HTTP library's traceback chained under demur's error.
     assert exc.__cause__ is None
     assert exc.__context__ is None or exc.__suppress_context__
 
@@ -314,8 +344,12 @@ async def test_permanent_failures_are_not_transient(
         assert not isinstance(caught.value, TransientModelError)
 
 
-async def test_context_overflow_names_the_configured_window(stub: StubServer) -> None:
-    model = OpenAICompatibleModel("stub", base_url=stub.base_url, context_window=1024)
+async def test_context_overflow_names_the_configured_window(
+    stub: StubServer, transport: str
+) -> None:
+    model = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, context_window=1024, transport=transport
+    )
     stub.push("context")
     try:
         with pytest.raises(ContextOverflowError, match="context window is 1024 tokens"):
@@ -324,16 +358,19 @@ async def test_context_overflow_names_the_configured_window(stub: StubServer) ->
         await model.aclose()
 
 
-async def test_hang_past_timeout_is_a_model_timeout(stub: StubServer) -> None:
-    model = OpenAICompatibleModel("stub", base_url=stub.base_url, timeout_s=0.3)
+async def test_hang_past_timeout_is_a_model_timeout(stub: StubServer, transport: str) -> None:
+    model = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, timeout_s=0.3, transport=transport
+    )
     stub.push("hang")
     started = time.monotonic()
     try:
-        with pytest.raises(ModelTimeoutError, match=r"within timeout_s=0\.3s"):
+        with pytest.raises(ModelTimeoutError, match=r"within timeout_s=0\.3s") as caught:
             await model.agenerate(CHAT)
     finally:
         await model.aclose()
     assert time.monotonic() - started < 3
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 def _closed_port() -> int:
@@ -343,9 +380,9 @@ def _closed_port() -> int:
     return port
 
 
-async def test_refused_connection_is_a_server_error() -> None:
+async def test_refused_connection_is_a_server_error(transport: str) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/v1"
-    model = OpenAICompatibleModel("stub", base_url=url, timeout_s=2.0)
+    model = OpenAICompatibleModel("stub", base_url=url, timeout_s=2.0, transport=transport)
     try:
         with pytest.raises(ServerError, match="cannot connect") as caught:
             await model.agenerate(CHAT)
@@ -353,6 +390,54 @@ async def test_refused_connection_is_a_server_error() -> None:
         await model.aclose()
     assert url in str(caught.value)
     assert "server is running" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in _PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    return monkeypatch
+
+
+async def test_the_environments_proxy_is_used(
+    stub: StubServer, transport: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    no_proxy_env.setenv("HTTP_PROXY", stub.base_url.removesuffix("/v1"))
+    model = OpenAICompatibleModel(
+        "stub", base_url="http://upstream.invalid/v1", transport=transport
+    )
+    try:
+        with pytest.raises(ModelNotFoundError):  # the stub, as a proxy, knows no such route
+            await model.agenerate(CHAT)
+    finally:
+        await model.aclose()
+    assert stub.requests[0].path == "http://upstream.invalid/v1/chat/completions"
+
+
+async def test_no_proxy_is_honoured(
+    stub: StubServer, transport: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    model = OpenAICompatibleModel("stub", base_url=stub.base_url, transport=transport)
+    try:
+        await model.agenerate(CHAT)
+    finally:
+        await model.aclose()
+    assert stub.requests[0].path == "/v1/chat/completions"
+
+
+async def test_aiohttp_names_a_proxy_it_cannot_use(no_proxy_env: pytest.MonkeyPatch) -> None:
+    no_proxy_env.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    model = OpenAICompatibleModel("m", base_url="http://upstream.invalid/v1", transport="aiohttp")
+    with pytest.raises(ConfigError, match=r"socks5://127\.0\.0\.1:1080.*transport='httpx'"):
+        await model.agenerate(CHAT)
+    await model.aclose()
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/v1", "localhost:8000/v1", "", "http://"])
@@ -361,18 +446,159 @@ def test_base_url_must_be_http(url: str) -> None:
         OpenAICompatibleModel("m", base_url=url)
 
 
+# --- choosing the HTTP client -----------------------------------------------------------------
+
+
+def test_auto_picks_aiohttp() -> None:
+    assert OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1").transport == "aiohttp"
+
+
+def test_auto_picks_httpx_for_http2() -> None:
+    pytest.importorskip("h2", reason="h2 is not installed (pip install 'demur[http2]')")
+    model = OpenAICompatibleModel("m", base_url="https://api.example/v1", http2=True)
+    assert model.transport == "httpx"
+
+
+def test_http2_needs_httpx() -> None:
+    with pytest.raises(ConfigError, match="http2=True needs transport='httpx'"):
+        OpenAICompatibleModel(
+            "m", base_url="https://api.example/v1", http2=True, transport="aiohttp"
+        )
+
+
+async def test_missing_aiohttp_falls_back_to_httpx(
+    stub: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    model = OpenAICompatibleModel("stub", base_url=stub.base_url)
+    assert model.transport == "httpx"
+    try:
+        generation = await model.agenerate(CHAT)
+    finally:
+        await model.aclose()
+    assert generation.completions[0].text == "Paris is the capital"
+
+
+def test_asking_for_a_missing_aiohttp_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    with pytest.raises(MissingDependencyError, match=r"'aiohttp'.*pip install 'demur\[http\]'"):
+        OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1", transport="aiohttp")
+
+
 def test_missing_httpx_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    assert OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1").transport == "aiohttp"
+    with pytest.raises(MissingDependencyError, match=r"'httpx'.*pip install 'demur\[http\]'"):
+        OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1", transport="httpx")
+    with pytest.raises(MissingDependencyError, match=r"'httpx'.*pip install 'demur\[http2\]'"):
+        OpenAICompatibleModel("m", base_url="https://api.example/v1", http2=True)
+
+
+def test_missing_both_clients_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
     monkeypatch.setitem(sys.modules, "httpx", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'demur\[http\]'"):
         OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1")
 
 
-def test_importing_demur_does_not_import_httpx() -> None:
+def test_unknown_transport_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"transport must be one of 'auto', 'aiohttp', 'httpx'"):
+        OpenAICompatibleModel("m", base_url="http://127.0.0.1:1/v1", transport="curl")  # type: ignore[arg-type]
+
+
+def test_config_files_choose_the_transport() -> None:
+    model = {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "transport": "httpx"}
+    config = parse_config({"models": {"remote": model}, "policy": {"threshold": 0.5}})
+    built = build_model("remote", config.models["remote"])
+    assert isinstance(built, OpenAICompatibleModel)
+    assert built.transport == "httpx"
+    with pytest.raises(ConfigError, match=r"models\.remote\.transport: unknown value 'curl'"):
+        parse_config(
+            {"models": {"remote": {**model, "transport": "curl"}}, "policy": {"threshold": 0.5}}
+        )
+
+
+def test_importing_demur_imports_no_http_client() -> None:
     code = (
         "import sys, demur, demur.adapters.models.openai_http; "
-        "assert 'httpx' not in sys.modules, 'httpx was imported'"
+        "assert 'httpx' not in sys.modules, 'httpx was imported'; "
+        "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --- event loops -----------------------------------------------------------------------------
+
+
+def _on(loop: LoopThread, model: OpenAICompatibleModel, request: GenerationRequest = CHAT) -> None:
+    asyncio.run_coroutine_threadsafe(model.agenerate(request), loop.loop).result(timeout=10)
+
+
+def _eventually(check: Any) -> bool:
+    deadline = time.monotonic() + 5
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_each_loop_gets_its_own_connections_and_leaves_none_open(
+    stub: StubServer, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = OpenAICompatibleModel("stub", base_url=stub.base_url, transport=transport)
+    first, second = LoopThread("first"), LoopThread("second")
+    try:
+        _on(first, model)
+        on_first = model._client
+        _on(second, model)
+        on_second = model._client
+        assert on_first is not None and on_second is not None and on_second is not on_first
+        assert on_second.loop is second.loop
+        # The first loop's pool is closed there, once that loop is free to.
+        assert _eventually(lambda: on_first.closed)
+        asyncio.run(model.aclose())
+        assert _eventually(lambda: on_second.closed)
+    finally:
+        first.close()
+        second.close()
+    assert len(stub.requests) == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_pool_left_by_another_loop_finishes_its_calls_first(
+    stub: StubServer, transport: str
+) -> None:
+    model = OpenAICompatibleModel("stub", base_url=stub.base_url, transport=transport)
+    stub.state.hang_s = 0.5
+    stub.push("hang")
+    first, second = LoopThread("first"), LoopThread("second")
+    try:
+        slow = asyncio.run_coroutine_threadsafe(model.agenerate(CHAT), first.loop)
+        assert _eventually(lambda: len(stub.requests) == 1)
+        on_first = model._client
+        assert on_first is not None
+        _on(second, model)
+        time.sleep(0.05)
+        assert not on_first.closed  # a call is still under way on it
+        assert slow.result(timeout=10).completions[0].text == "Paris is the capital"
+        assert _eventually(lambda: on_first.closed)
+        asyncio.run_coroutine_threadsafe(model.aclose(), second.loop).result(timeout=10)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_calls_from_closed_loops_in_turn(
+    stub: StubServer, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = OpenAICompatibleModel("stub", base_url=stub.base_url, transport=transport)
+    for _ in range(3):
+        asyncio.run(model.agenerate(CHAT))
+    asyncio.run(model.aclose())
+    gc.collect()
+    assert len(stub.requests) == 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # --- through the router ----------------------------------------------------------------------
@@ -423,8 +649,10 @@ async def test_router_does_not_retry_a_context_overflow(
     assert len(stub.requests) == 1
 
 
-async def test_router_cuts_a_hang_at_the_model_timeout(stub: StubServer) -> None:
-    model = OpenAICompatibleModel("stub", base_url=stub.base_url, timeout_s=0.3)
+async def test_router_cuts_a_hang_at_the_model_timeout(stub: StubServer, transport: str) -> None:
+    model = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, timeout_s=0.3, transport=transport
+    )
     stub.push("hang")
     try:
         verdict = await _router(model, attempts=1).aroute("What is the capital of France?")
@@ -436,8 +664,10 @@ async def test_router_cuts_a_hang_at_the_model_timeout(stub: StubServer) -> None
     assert step.latency_s < 3
 
 
-async def test_router_retries_after_a_hang(stub: StubServer) -> None:
-    model = OpenAICompatibleModel("stub", base_url=stub.base_url, timeout_s=0.3)
+async def test_router_retries_after_a_hang(stub: StubServer, transport: str) -> None:
+    model = OpenAICompatibleModel(
+        "stub", base_url=stub.base_url, timeout_s=0.3, transport=transport
+    )
     stub.push("hang")
     try:
         verdict = await _router(model, attempts=2).aroute("What is the capital of France?")

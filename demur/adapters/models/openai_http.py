@@ -1,8 +1,9 @@
 """A backend for any OpenAI-compatible HTTP endpoint: OpenAI, vLLM, llama.cpp, Ollama, LM Studio.
 
 Chat requests go to `POST {base_url}/chat/completions`, prompt requests to the legacy
-`POST {base_url}/completions`. httpx is imported only when a model is built, so importing
-demur never needs it (`pip install 'demur[http]'`).
+`POST {base_url}/completions`. Requests go through aiohttp by default, or httpx (the one that
+speaks HTTP/2); either is imported only when a model is built, so importing demur needs
+neither (`pip install 'demur[http]'`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,24 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from demur.adapters.models._http_transport import (
+    AiohttpTransport,
+    ConnectFailed,
+    HttpReply,
+    HttpxTransport,
+    RequestTimeout,
+    Transport,
+    TransportChoice,
+    TransportError,
+    TransportName,
+    in_background,
+    resolve,
+)
 from demur.bases import ModelBase
 from demur.errors import (
     ConfigError,
@@ -40,9 +54,6 @@ from demur.types import (
     Usage,
 )
 
-if TYPE_CHECKING:
-    import httpx
-
 _SNIPPET = 200
 # How servers word "the prompt does not fit": OpenAI, vLLM, llama.cpp, TGI, Ollama.
 _OVERFLOW = re.compile(
@@ -61,16 +72,6 @@ def _require_h2() -> None:
         raise MissingDependencyError("h2", "http2", "HTTP/2 to the upstream (http2=True)") from exc
 
 
-def _import_httpx() -> Any:
-    try:
-        import httpx
-    except ImportError:
-        raise MissingDependencyError(
-            "httpx", "http", "OpenAICompatibleModel (OpenAI-compatible HTTP backends)"
-        ) from None
-    return httpx
-
-
 def _check_base_url(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -86,7 +87,7 @@ def _snippet(text: str) -> str:
     return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(response: HttpReply) -> str:
     """The error text a server put in its body, in any of the common shapes."""
     try:
         body = response.json()
@@ -128,8 +129,18 @@ class OpenAICompatibleModel(ModelBase):
 
     Connections are pooled and kept alive between calls: up to `max_connections` open at
     once, all of them kept alive when idle (a gateway's concurrent routes reuse them rather
-    than reconnecting). `http2=True` negotiates HTTP/2 with upstreams that offer it over TLS
-    (`pip install 'demur[http2]'`); plain `http://` upstreams speak HTTP/1.1.
+    than reconnecting). `timeout_s` bounds each request as a whole.
+
+    `transport` picks the HTTP client: "aiohttp" (HTTP/1.1, the lighter on CPU per request),
+    "httpx", or "auto" (the default): httpx when `http2=True`, else aiohttp when installed,
+    else httpx. `self.transport` holds the one chosen. `http2=True` negotiates HTTP/2 with
+    upstreams that offer it over TLS (`pip install 'demur[http2]'`); plain `http://`
+    upstreams speak HTTP/1.1. Like httpx, the aiohttp transport honours HTTP(S)_PROXY and
+    NO_PROXY, read when it opens, and checks certificates against certifi's bundle unless
+    SSL_CERT_FILE or SSL_CERT_DIR is set.
+
+    Connections belong to the event loop that opened them: a call from another loop opens a
+    new pool, and the previous one is closed on its own loop once its calls are done.
     """
 
     def __init__(
@@ -150,6 +161,7 @@ class OpenAICompatibleModel(ModelBase):
         context_window: int | None = None,
         max_connections: int = 100,
         http2: bool = False,
+        transport: TransportChoice = "auto",
     ) -> None:
         if not name:
             raise ConfigError("OpenAICompatibleModel needs a non-empty name")
@@ -161,9 +173,9 @@ class OpenAICompatibleModel(ModelBase):
             raise ConfigError(f"context_window must be >= 1 tokens, got {context_window}")
         if max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        self.transport: TransportName = resolve(transport, http2=http2)
         if http2:
             _require_h2()
-        self._httpx = _import_httpx()
         self.name = name
         self.base_url = _check_base_url(base_url)
         self.model = model or name
@@ -179,8 +191,7 @@ class OpenAICompatibleModel(ModelBase):
         self.context_window = context_window
         self.max_connections = max_connections
         self.http2 = http2
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._client: Transport | None = None
 
     @property
     def model_id(self) -> str:
@@ -195,33 +206,39 @@ class OpenAICompatibleModel(ModelBase):
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _get_client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is loop:
-            return self._client
+    def _get_client(self) -> Transport:
+        client = self._client
+        if client is not None and client.loop is asyncio.get_running_loop():
+            return client
         # Pooled connections belong to the loop that opened them; a call from another loop
-        # (e.g. the router's sync facade in a second thread) needs a client of its own.
+        # (e.g. the router's sync facade in a second thread) needs a pool of its own.
         headers = {"Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         headers.update(self._headers)
-        limits = self._httpx.Limits(
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_connections,
-            keepalive_expiry=30.0,
-        )
-        client: httpx.AsyncClient = self._httpx.AsyncClient(
-            headers=headers,
-            timeout=self._httpx.Timeout(self.timeout_s),
-            limits=limits,
-            http2=self.http2,
-        )
-        self._client, self._client_loop = client, loop
-        return client
+        fresh: Transport
+        if self.transport == "aiohttp":
+            fresh = AiohttpTransport(
+                base_url=self.base_url,
+                headers=headers,
+                timeout_s=self.timeout_s,
+                max_connections=self.max_connections,
+            )
+        else:
+            fresh = HttpxTransport(
+                headers=headers,
+                timeout_s=self.timeout_s,
+                max_connections=self.max_connections,
+                http2=self.http2,
+            )
+        self._client = fresh
+        if client is not None:
+            in_background(client.aclose())
+        return fresh
 
     async def aclose(self) -> None:
         """Close the HTTP connections; a later call opens new ones."""
-        client, self._client, self._client_loop = self._client, None, None
+        client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
@@ -284,30 +301,28 @@ class OpenAICompatibleModel(ModelBase):
     async def _call(self, request: GenerationRequest, n: int, seed: int | None) -> Generation:
         chat = request.messages is not None
         url = f"{self.base_url}/chat/completions" if chat else f"{self.base_url}/completions"
-        hx = self._httpx
         try:
-            response = await self._get_client().post(url, json=self._body(request, n, seed))
-        except hx.TimeoutException as exc:
+            response = await self._get_client().post_json(url, self._body(request, n, seed))
+        except RequestTimeout as exc:
             raise ModelTimeoutError(
                 f"{self.name}: no answer from {url} within timeout_s={self.timeout_s:g}s "
-                f"({type(exc).__name__}). Raise timeout_s or check that the server is not "
-                "overloaded.",
+                f"({exc.kind}). Raise timeout_s or check that the server is not overloaded.",
                 model=self.name,
             ) from None
-        except hx.ConnectError as exc:
+        except ConnectFailed as exc:
             raise ServerError(
-                f"{self.name}: cannot connect to {url} ({_snippet(str(exc)) or 'refused'}). "
+                f"{self.name}: cannot connect to {url} ({_snippet(exc.detail) or 'refused'}). "
                 "Check that the server is running and that base_url is right.",
                 model=self.name,
             ) from None
-        except hx.HTTPError as exc:
+        except TransportError as exc:
             raise ServerError(
                 f"{self.name}: the connection to {url} failed mid-request "
-                f"({type(exc).__name__}: {_snippet(str(exc)) or 'no detail'}). "
+                f"({exc.kind}: {_snippet(exc.detail) or 'no detail'}). "
                 "The server may have crashed or restarted; check its logs.",
                 model=self.name,
             ) from None
-        if not 200 <= response.status_code < 300:
+        if not 200 <= response.status < 300:
             self._raise_for_status(response, url)
         try:
             payload = response.json()
@@ -329,8 +344,8 @@ class OpenAICompatibleModel(ModelBase):
                 model=self.name,
             ) from None
 
-    def _raise_for_status(self, response: httpx.Response, url: str) -> NoReturn:
-        status = response.status_code
+    def _raise_for_status(self, response: HttpReply, url: str) -> NoReturn:
+        status = response.status
         message = _server_message(response)
         where = f"{self.name}: HTTP {status} from {url}: {message}."
         error: ModelError
