@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 
+from demur._construct import construct
 from demur.bases import EstimatorBase
 from demur.errors import EstimatorUnavailable, check_range
 from demur.protocols import Attempt, Needs
@@ -54,7 +55,9 @@ class TokenLogprobEstimator(EstimatorBase):
         if invalid is not None:
             return Score(estimator=self.name, status="failed", detail=invalid)
         value, confidence = self.compute(tokens)
-        return Score(estimator=self.name, value=value, confidence=min(1.0, max(0.0, confidence)))
+        # Clamped into [0, 1] (a NaN becomes 0), so the Score needs no validation.
+        confidence = min(1.0, max(0.0, confidence))
+        return construct(Score, estimator=self.name, value=value, confidence=confidence)
 
     def estimate(self, attempt: Attempt) -> Score:
         return self.score(attempt.candidate.tokens)

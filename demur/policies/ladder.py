@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from demur._construct import construct
 from demur.bases import PolicyBase
 from demur.errors import ConfigError, did_you_mean
 from demur.protocols import RouterSpec, RouteState
 from demur.types import Abstain, Accept, AskHuman, Decision, Escalate, RetrieveMore
+
+# Decisions are built on every route; the policy's own values need no validation.
+_ACCEPT = Accept()
 
 Rung = Escalate | RetrieveMore | AskHuman | Abstain
 
@@ -107,8 +111,9 @@ class Ladder(PolicyBase):
         step = state.current
         threshold = self.threshold_for(step.model)
         if step.confidence is not None and step.confidence >= threshold:
-            return Decision(
-                action=Accept(),
+            return construct(
+                Decision,
+                action=_ACCEPT,
                 reason=f"confidence {step.confidence:.3f} >= threshold {threshold:.3f}",
                 threshold=threshold,
             )
@@ -132,7 +137,7 @@ class Ladder(PolicyBase):
                     skipped.append(f"{_describe(rung)} skipped: {blocker}")
                     continue
             reason = "; ".join([why, *skipped])
-            return Decision(action=rung, reason=reason, threshold=threshold)
+            return construct(Decision, action=rung, reason=reason, threshold=threshold)
         return Decision(
             action=Abstain(),
             reason="; ".join([why, *skipped, "no rung left"]),
