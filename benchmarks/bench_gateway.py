@@ -6,11 +6,15 @@ completion with logprobs); the gateway (`demur.server.serve`: API-key auth, one
 OpenAICompatibleModel pointing at that upstream, scored by MeanTokenLogprob, tracing on
 through an SDK provider whose exporter drops the spans, one JSON access-log line per request);
 the same gateway over an in-process instant ScriptedModel ("gateway_scripted": the gateway's
-own cost, without the second HTTP hop); and this client (one bare keep-alive HTTP/1.1
-connection per concurrent client). Each round sends the same number of requests to each, the
-order alternating per round; latencies are pooled over the rounds, after a warm-up round.
+own cost, without the second HTTP hop); a plain reverse proxy ("proxy": a bare ASGI app under
+the same uvicorn settings that forwards each request body to the upstream through aiohttp and
+returns its answer, what any Python hop in front of the upstream costs); and this client
+(one bare keep-alive HTTP/1.1 connection per concurrent client). Each round sends the same
+number of requests to each, the order alternating per round; latencies are pooled over the
+rounds, after a warm-up round.
 "added" is the gateway's figure minus the direct call's, "scripted_added" the same for
-gateway_scripted.
+gateway_scripted, "proxy_added" for the proxy; "over_proxy" is the gateway's minus the proxy's:
+what demur adds beyond forwarding.
 
     python -m benchmarks.bench_gateway [--requests 500] [--rounds 5] [--json out.json]
 """
@@ -107,6 +111,48 @@ def serve_gateway(port: int, upstream: str | None) -> None:
     )
     settings = ServerSettings(port=port, api_keys=(KEY,), api_key_env=None, log_level="info")
     serve(router, settings, tracer_provider=provider)
+
+
+def serve_proxy(port: int, upstream: str) -> None:
+    """A plain reverse proxy: the request body forwarded to the upstream, its answer returned."""
+    import aiohttp
+    import uvicorn
+
+    session: aiohttp.ClientSession | None = None
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal session
+        if scope["type"] != "http":
+            return
+        if session is None:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        url = upstream + scope["path"].removeprefix("/v1")
+        if scope["method"] == "GET":
+            request = session.get(url)
+        else:
+            headers = {"content-type": "application/json"}
+            request = session.post(url, data=b"".join(chunks), headers=headers)
+        async with request as answer:
+            body = await answer.read()
+            status = answer.status
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        lifespan="off",
+    )
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -229,7 +275,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-TARGETS = ("direct", "gateway", "gateway_scripted")
+TARGETS = ("direct", "proxy", "gateway", "gateway_scripted")
 
 
 async def measure(requests: int, rounds: int) -> dict[str, Any]:
@@ -239,15 +285,18 @@ async def measure(requests: int, rounds: int) -> dict[str, Any]:
         "direct": start("upstream", ports["direct"]),
         "gateway": start("gateway", ports["gateway"], "--upstream", upstream_url),
         "gateway_scripted": start("gateway", ports["gateway_scripted"]),
+        "proxy": start("proxy", ports["proxy"], "--upstream", upstream_url),
     }
     try:
         await wait_ready(ports["direct"], "/v1/models")
         await wait_ready(ports["gateway"], "/healthz")
         await wait_ready(ports["gateway_scripted"], "/healthz")
+        await wait_ready(ports["proxy"], "/v1/models")
         direct = {"model": "upstream", "messages": QUESTION, "logprobs": True, "max_tokens": 16}
         routed = {"model": "demur", "messages": QUESTION}
         bodies = {
             "direct": json.dumps(direct).encode(),
+            "proxy": json.dumps(direct).encode(),
             "gateway": json.dumps(routed).encode(),
             "gateway_scripted": json.dumps(routed).encode(),
         }
@@ -280,10 +329,17 @@ async def measure(requests: int, rounds: int) -> dict[str, Any]:
                     # CPU of the serving process per request: steadier than latency when busy.
                     "server_cpu_ms_per_request": round(cpu[name] * 1000 / (requests * rounds), 3),
                 }
-            for name, prefix in (("gateway", ""), ("gateway_scripted", "scripted_")):
+            for name, prefix in (
+                ("gateway", ""),
+                ("gateway_scripted", "scripted_"),
+                ("proxy", "proxy_"),
+            ):
                 for q in ("p50", "p99"):
                     added = row[name][f"{q}_ms"] - row["direct"][f"{q}_ms"]
                     row[f"{prefix}added_{q}_ms"] = round(added, 3)
+            for q in ("p50", "p99"):
+                over = row["gateway"][f"{q}_ms"] - row["proxy"][f"{q}_ms"]
+                row[f"over_proxy_{q}_ms"] = round(over, 3)
             results[str(workers)] = row
     finally:
         for process in processes.values():
@@ -307,12 +363,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="requests per round and target")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json")
-    parser.add_argument("--role", choices=["upstream", "gateway"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["upstream", "gateway", "proxy"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "upstream":
         serve_upstream(args.port)
+        return
+    if args.role == "proxy":
+        serve_proxy(args.port, args.upstream)
         return
     if args.role == "gateway":
         serve_gateway(args.port, args.upstream)  # no --upstream: an in-process instant model
