@@ -574,7 +574,9 @@ def render_gateway(result: dict) -> list[str]:
         f"{result['requests_per_round']} requests per target, keep-alive clients, "
         f"{result['cpus']} cores (load average {result['load_average_1m_at_end']} at the end). "
         "`gateway` routes through demur's HTTP backend to the upstream; `in-process` routes to "
-        "an instant scripted model, which isolates the gateway's own cost.",
+        "an instant scripted model, which isolates the gateway's own cost; `plain proxy` is a "
+        "bare ASGI app under the same uvicorn settings forwarding each request to the upstream "
+        "through aiohttp: the floor for any Python hop.",
         "",
         "| clients | target | requests/s | p50 | p99 | added p50 | added p99 "
         "| server CPU / request |",
@@ -583,9 +585,12 @@ def render_gateway(result: dict) -> list[str]:
     for clients, entry in result["concurrency"].items():
         for target, label, added in (
             ("direct", "upstream directly", None),
+            ("proxy", "plain proxy → upstream", "proxy_"),
             ("gateway", "gateway → upstream", ""),
             ("gateway_scripted", "gateway, in-process", "scripted_"),
         ):
+            if target not in entry:
+                continue  # saved before the proxy was measured
             row = entry[target]
             extra = (
                 "| — | — "
@@ -597,6 +602,18 @@ def render_gateway(result: dict) -> list[str]:
                 f"| {clients} | {label} | {row['requests_per_s']:.0f} | {row['p50_ms']:.2f} ms | "
                 f"{row['p99_ms']:.2f} ms {extra}| {row['server_cpu_ms_per_request']:.2f} ms |"
             )
+    over = [
+        f"{entry['over_proxy_p50_ms']:.2f} ms at {clients} client{'s' if clients != '1' else ''}"
+        for clients, entry in result["concurrency"].items()
+        if "over_proxy_p50_ms" in entry
+    ]
+    if over:
+        lines += [
+            "",
+            "What demur adds over the plain proxy at p50 (gateway minus proxy): "
+            + ", ".join(over)
+            + ".",
+        ]
     lines.append("")
     return lines
 
