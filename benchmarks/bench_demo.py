@@ -1,4 +1,4 @@
-"""The demo's figures: the embedded default router over the 40 bundled HaluEval-QA questions.
+"""The demo's figures: the embedded default router over the 80 bundled HaluEval-QA questions.
 
 Accuracy of answered questions, coverage, escalations, hand-offs, the questions each model was
 asked, whether the default thresholds' error guarantee held, and model-seconds, against always

@@ -153,8 +153,13 @@ def demo_summary(report: DemoReport) -> Table:
     table.add_row("sent to a person", f"{report.count('pending')}/{n}")
     table.add_row("abstained", f"{report.count('abstained')}/{n}")
     accuracy = report.answered_accuracy
+    largest = report.models[-1]
+    gain = report.gain_over(largest)
     table.add_row(
-        "accuracy of answered", "—" if accuracy is None else f"{accuracy:.0%} (routed by demur)"
+        "accuracy of answered",
+        "—"
+        if accuracy is None or gain is None
+        else f"{accuracy:.0%} (routed by demur; {gain * 100:+.0f} points over always {largest})",
     )
     for model in report.models:
         table.add_row(f"accuracy, always {model}", f"{report.baseline_accuracy(model):.0%}")
@@ -176,7 +181,6 @@ def demo_summary(report: DemoReport) -> Table:
             f">= {1 - guarantee['delta']:.0%} (thresholds fitted on {guarantee['fitted_on']}); "
             f"{observed}: {verdict}",
         )
-    largest = report.models[-1]
     table.add_row(
         "model-seconds",
         f"{report.route_s:.0f}s routed by demur vs {report.baseline_s(largest):.0f}s "

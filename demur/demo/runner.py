@@ -114,6 +114,11 @@ class DemoReport:
     def baseline_accuracy(self, model: str) -> float:
         return sum(r.baseline_correct(model) for r in self.rows) / len(self.rows)
 
+    def gain_over(self, model: str) -> float | None:
+        """Accuracy of the answered questions minus that of always asking `model`."""
+        accuracy = self.answered_accuracy
+        return None if accuracy is None else accuracy - self.baseline_accuracy(model)
+
     def model_call_share(self, model: str) -> float:
         """Share of routed questions on which `model` was called at least once."""
         return self.reached(model) / len(self.rows) if self.rows else 0.0
@@ -164,6 +169,7 @@ class DemoReport:
             "abstained": self.count("abstained"),
             "coverage": self.coverage,
             "answered_accuracy": self.answered_accuracy,
+            "gain_over_largest": self.gain_over(largest),
             "baseline_accuracy": {m: self.baseline_accuracy(m) for m in self.models},
             "model_call_share": {m: self.model_call_share(m) for m in self.models},
             "reached": {m: self.reached(m) for m in self.models},
@@ -191,6 +197,26 @@ async def _baseline(
     return generation.completions[0].text.strip(), time.perf_counter() - started
 
 
+def reachable_models(router: Router) -> tuple[str, ...]:
+    """The models a route can call, in the router's order: the baselines worth comparing.
+
+    A ladder reaches its start model and the models its rungs escalate or retrieve with; any
+    other policy, or a pre-generation stage that may start elsewhere, may reach them all.
+    """
+    from demur.policies.ladder import Ladder
+    from demur.types import Escalate, RetrieveMore
+
+    policy = router.policy
+    if not isinstance(policy, Ladder) or router.pregen is not None:
+        return tuple(router.models)
+    reached = {router.start}
+    for rung in policy.rungs:
+        model = rung.model if isinstance(rung, Escalate | RetrieveMore) else None
+        if model:
+            reached.add(model)
+    return tuple(name for name in router.models if name in reached)
+
+
 async def run_demo(
     router: Router,
     questions: Sequence[DemoQuestion],
@@ -198,16 +224,17 @@ async def run_demo(
     on_row: Callable[[DemoRow], None] | None = None,
     guarantee: Guarantee | None = None,
 ) -> DemoReport:
-    """Route every question, then fill in each model's stand-alone answer for comparison.
+    """Route every question, then fill in the stand-alone answer of each model the route can
+    reach, for comparison (a configured model no route calls is not asked).
 
     Decoding is greedy, so a model's answer inside a route is the answer it gives alone.
     """
-    report = DemoReport(models=tuple(router.models), guarantee=guarantee)
+    report = DemoReport(models=reachable_models(router), guarantee=guarantee)
     started = time.perf_counter()
     for item in questions:
         query = Query(item.question, context=(item.context,) if item.context else (), id=item.id)
         verdict = await router.aroute(query)
-        baselines = {m: await _baseline(router, m, query, verdict) for m in router.models}
+        baselines = {m: await _baseline(router, m, query, verdict) for m in report.models}
         row = DemoRow(
             question=item,
             verdict=verdict,
