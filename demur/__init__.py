@@ -53,8 +53,6 @@ from demur.protocols import (
     RouteState,
     Selection,
 )
-from demur.queue.base import Claim, Resolution, ReviewQueue, Ticket, TicketRequest
-from demur.queue.errors import InvalidPayload, InvalidTransition, LeaseExpired, TicketNotFound
 from demur.router.budget import Budget
 from demur.router.retry import RetryPolicy
 from demur.router.router import Router
@@ -111,6 +109,13 @@ if _TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers
     from demur.estimators.verbal import VerbalizedConfidence
     from demur.grounding.confident_rag import ConfidentRag
     from demur.grounding.situated import Situated
+    from demur.queue.base import Claim, Resolution, ReviewQueue, Ticket, TicketRequest
+    from demur.queue.errors import (
+        InvalidPayload,
+        InvalidTransition,
+        LeaseExpired,
+        TicketNotFound,
+    )
     from demur.queue.postgres import PostgresQueue
     from demur.queue.sqlite import SqliteQueue
     from demur.queue.waiting import await_verdict, wait_verdict
@@ -126,6 +131,15 @@ _LAZY = {
     "Reply": "demur.adapters.models.scripted",
     "ScriptedModel": "demur.adapters.models.scripted",
     "SqliteQueue": "demur.queue.sqlite",
+    "Claim": "demur.queue.base",
+    "Resolution": "demur.queue.base",
+    "ReviewQueue": "demur.queue.base",
+    "Ticket": "demur.queue.base",
+    "TicketRequest": "demur.queue.base",
+    "InvalidPayload": "demur.queue.errors",
+    "InvalidTransition": "demur.queue.errors",
+    "LeaseExpired": "demur.queue.errors",
+    "TicketNotFound": "demur.queue.errors",
     "ResolutionWatcher": "demur.queue.watcher",
     "Webhook": "demur.queue.watcher",
     "verify_webhook": "demur.queue.watcher",

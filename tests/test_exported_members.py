@@ -29,6 +29,20 @@ def test_import_demur_does_not_import_heavy_integrations():
     assert out.stdout.strip() == ""
 
 
+def test_import_demur_leaves_the_review_queue_to_its_first_use():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, demur\n"
+        "print(','.join(m for m in sys.modules if m.startswith('demur.queue')))\n"
+        "demur.Ticket\n"
+        "print('demur.queue.base' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["", "True"]
+
+
 def test_lazy_exports_resolve():
     for name in ("configure_telemetry", "load_router", "LlamaCppModel", "OpenAICompatibleModel"):
         assert getattr(demur, name).__name__ == name

@@ -7,12 +7,11 @@ plain values: the `Router` carries out what these functions decide.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from demur._construct import construct
 from demur.errors import ContextOverflowError, InvalidPayload, QueueUnavailable, RouteError
 from demur.protocols import RouterSpec, RouteState
-from demur.queue.base import CandidateAnswer, TicketRequest
 from demur.types import (
     Abstain,
     Accept,
@@ -24,6 +23,9 @@ from demur.types import (
     Step,
     Verdict,
 )
+
+if TYPE_CHECKING:
+    from demur.queue.base import TicketRequest
 
 # Verdicts are built with `construct`: every field comes from values already validated
 # (Steps, Scores, a Decision), and validating again costs on every route.
@@ -113,6 +115,8 @@ def ticket_request(
     span_id: str | None,
 ) -> TicketRequest:
     """The review ticket for a route handed to a person: every answer written, and why."""
+    from demur.queue.base import CandidateAnswer, TicketRequest  # loaded by the first hand-off
+
     decision = steps[-1].decision
     key = query.metadata.get("idempotency_key")
     return TicketRequest(

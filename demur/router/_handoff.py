@@ -16,9 +16,12 @@ import functools
 import inspect
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from demur.errors import QueueUnavailable
-from demur.queue.base import ReviewQueue, Ticket, TicketRequest
+
+if TYPE_CHECKING:
+    from demur.queue.base import ReviewQueue, Ticket, TicketRequest
 
 logger = logging.getLogger("demur.router")
 

@@ -35,7 +35,6 @@ from demur.protocols import (
     RouteState,
     check_component,
 )
-from demur.queue.base import ReviewQueue
 from demur.router import _engine
 from demur.router._attempt import AttemptRunner
 from demur.router._calls import ModelCalls
@@ -63,6 +62,7 @@ DEFAULT_ABSTAIN_MESSAGE = "I am not confident enough to answer this question."
 
 if TYPE_CHECKING:
     from demur.pregen.start import Prediction
+    from demur.queue.base import ReviewQueue
 
 logger = logging.getLogger("demur.router")
 
