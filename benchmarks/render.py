@@ -582,7 +582,7 @@ def render_langchain(result: dict) -> list[str]:
         "",
         f"An instant fake chat model, bare against gated by `gate(...)` with one logprob "
         f"estimator; medians of {result['rounds']} interleaved rounds of "
-        f"{result['calls_per_round']} calls, in one process. Aim: under 1.3x.",
+        f"{result['calls_per_round']} calls, in one process. Aim: at most 1.5x.",
         "",
         "| call | bare | gated, tracing off | ratio | gated, SDK tracing on | ratio |",
         "|---|---|---|---|---|---|",
@@ -595,9 +595,13 @@ def render_langchain(result: dict) -> list[str]:
         ),
         "",
         f"The route alone, over an instant scripted model without LangChain, takes "
-        f"{result['router_alone_median_us']:.0f} µs: more than 30% of the bare call, so the 1.3x "
-        "aim cannot hold for an instant model. Against a real model's latency (100 ms and "
-        "more) the gate adds well under 1%.",
+        f"{result['router_alone_median_us']:.0f} µs, "
+        f"{result['router_alone_median_us'] / result['invoke_bare_median_us']:.0%} of the bare "
+        "`invoke`; the gate's own LangChain run (callback manager, config, the `demur_verdict` "
+        "event) and, for `invoke`, the bridge from the sync call to the router's loop and back "
+        "to the model's sync API on a worker thread come on top, so the 1.5x aim cannot hold "
+        "for an instant model. Against a real model's latency (100 ms and more) the gate adds "
+        "well under 1%.",
         "",
     ]
 
