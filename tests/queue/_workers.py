@@ -41,7 +41,12 @@ def _hold_until_taken_over(queue: Any, ticket_id: str, me: str, limit_s: float =
 
 
 def resolve_until_empty(
-    kind: str, location: str, worker: int, lease_s: float, start: Any = None
+    kind: str,
+    location: str,
+    worker: int,
+    lease_s: float,
+    start: Any = None,
+    first_claimed: Any = None,
 ) -> tuple[list[str], int, list[tuple[str, datetime, datetime]]]:
     """Claim and resolve until no ticket is open.
 
@@ -49,11 +54,15 @@ def resolve_until_empty(
     (ticket id, from, until).
 
     Worker 0 holds its first claim past its lease until another worker takes the ticket
-    over, so worker 0's late resolve must be refused.
+    over, so worker 0's late resolve must be refused. With `first_claimed` (an Event) the
+    other workers wait for worker 0's first claim: on a busy machine they could otherwise
+    resolve every ticket before worker 0 gets one.
     """
     queue = open_queue(kind, location, lease_s=lease_s)
     if start is not None:
         start.wait()  # a barrier: every worker begins at once, however slow its start-up
+    if first_claimed is not None and worker != 0:
+        first_claimed.wait(120)
     rng = random.Random(worker)
     resolved: list[str] = []
     leases: list[tuple[str, datetime, datetime]] = []
@@ -71,6 +80,8 @@ def resolve_until_empty(
         leases.append((claim.ticket.id, claim.ticket.claimed_at, claim.expires_at))
         if worker == 0 and not stalled:
             stalled = True
+            if first_claimed is not None:
+                first_claimed.set()
             _hold_until_taken_over(queue, claim.ticket.id, f"w{worker}")
         elif rng.random() < 0.05:
             time.sleep(rng.random() * 0.01)

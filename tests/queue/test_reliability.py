@@ -33,9 +33,10 @@ def test_concurrent_workers_resolve_every_ticket_exactly_once(store):
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(WORKERS) as pool:
         start = manager.Barrier(WORKERS, timeout=120)
+        first_claimed = manager.Event()
         work = pool.starmap_async(
             resolve_until_empty,
-            [(store.kind, store.location, w, 0.5, start) for w in range(WORKERS)],
+            [(store.kind, store.location, w, 0.5, start, first_claimed) for w in range(WORKERS)],
         )
         results = work.get(timeout=200)
     resolved = [ticket_id for done, _lost, _leases in results for ticket_id in done]
