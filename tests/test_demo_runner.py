@@ -31,15 +31,20 @@ def _models() -> list[ScriptedModel]:
     ]
 
 
-def test_a_ladder_that_starts_at_the_strong_model_never_reaches_the_weak_one(tmp_path):
-    weak, strong = _models()
-    router = Router(
+def _strong_then_person(weak: ScriptedModel, strong: ScriptedModel, tmp_path: Path) -> Router:
+    """The default config's shape: start at the strong model, hand doubts to a person."""
+    return Router(
         [weak, strong],
         start="strong",
         estimators=[MeanTokenLogprob()],
         policy=Ladder(0.5, rungs=[AskHuman()]),
         queue=SqliteQueue(tmp_path / "q.db"),
     )
+
+
+def test_a_ladder_that_starts_at_the_strong_model_never_reaches_the_weak_one(tmp_path):
+    weak, strong = _models()
+    router = _strong_then_person(weak, strong, tmp_path)
     assert reachable_models(router) == ("strong",)
 
 
@@ -61,13 +66,7 @@ def test_another_policy_may_reach_every_model():
 
 async def test_the_demo_does_not_ask_a_model_no_route_reaches(tmp_path):
     weak, strong = _models()
-    router = Router(
-        [weak, strong],
-        start="strong",
-        estimators=[MeanTokenLogprob()],
-        policy=Ladder(0.5, rungs=[AskHuman()]),
-        queue=SqliteQueue(tmp_path / "q.db"),
-    )
+    router = _strong_then_person(weak, strong, tmp_path)
     questions = load_questions(limit=3)
     report = await run_demo(router, questions)
     await router.aclose()

@@ -84,20 +84,40 @@ def write_json(path: PathLike, document: Mapping[str, Any]) -> None:
         file.write(json.dumps(document, indent=2) + "\n")
 
 
-def check_document(document: Mapping[str, Any], kind: str, what: str) -> None:
-    """ConfigError unless `document` is a version-FORMAT_VERSION document of this kind."""
+def check_format(
+    document: Mapping[str, Any],
+    kind: str,
+    versions: tuple[int, ...],
+    what: str,
+    *,
+    wrong_kind: str,
+    wrong_version: str,
+) -> None:
+    """ConfigError unless `document` is a `kind` document of one of `versions`.
+
+    `wrong_kind` finishes the message for another kind (after "not 'KIND'"), `wrong_version`
+    the one for another version (after "has format version V; "): what to do instead.
+    """
     found = document.get("kind")
     if found != kind:
-        raise ConfigError(
-            f"{what} holds kind {found!r}, not {kind!r}; load it with the matching class "
-            "(load_calibrator(path) picks the calibrator class from the file)"
-        )
+        raise ConfigError(f"{what} holds kind {found!r}, not {kind!r}{wrong_kind}")
     version = document.get("version")
-    if version != FORMAT_VERSION:
-        raise ConfigError(
-            f"{what} has format version {version!r}; this demur reads version "
-            f"{FORMAT_VERSION}. Refit and save it with this version of demur."
-        )
+    if version not in versions:
+        raise ConfigError(f"{what} has format version {version!r}; {wrong_version}")
+
+
+def check_document(document: Mapping[str, Any], kind: str, what: str) -> None:
+    """ConfigError unless `document` is a version-FORMAT_VERSION document of this kind."""
+    check_format(
+        document,
+        kind,
+        (FORMAT_VERSION,),
+        what,
+        wrong_kind="; load it with the matching class "
+        "(load_calibrator(path) picks the calibrator class from the file)",
+        wrong_version=f"this demur reads version {FORMAT_VERSION}. Refit and save it with this "
+        "version of demur.",
+    )
 
 
 def validated(model: type[M], data: object, what: str) -> M:
@@ -161,6 +181,7 @@ __all__ = [
     "JsonDocument",
     "PathLike",
     "check_document",
+    "check_format",
     "parse_json",
     "read_json",
     "utc_now",

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from demur.bases import EstimatorBase
-from demur.calibration.files import FitMetadata
+from demur.calibration.files import FitMetadata, check_format
 from demur.calibration.metrics import FloatArray
 from demur.errors import ConfigError
 from demur.estimators._ensemble_fit import Labels, Selection
@@ -193,20 +193,16 @@ class _V1Document(BaseModel):
 
 def check_version(document: Mapping[str, Any], what: str) -> None:
     """ConfigError unless `document` is an ensemble of a version this demur reads."""
-    found = document.get("kind")
-    if found != KIND:
-        raise ConfigError(
-            f"{what} holds kind {found!r}, not {KIND!r}; load it with the matching class "
-            "(load_calibrator(path) for calibrators)"
-        )
-    version = document.get("version")
-    if version not in READABLE_VERSIONS:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
-        raise ConfigError(
-            f"{what} has format version {version!r}; this demur reads ensemble versions "
-            f"{readable}. Refit it with this demur (`demur ensemble fit RESULTS`) or upgrade "
-            "demur to the version that wrote it."
-        )
+    readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+    check_format(
+        document,
+        KIND,
+        READABLE_VERSIONS,
+        what,
+        wrong_kind="; load it with the matching class (load_calibrator(path) for calibrators)",
+        wrong_version=f"this demur reads ensemble versions {readable}. Refit it with this demur "
+        "(`demur ensemble fit RESULTS`) or upgrade demur to the version that wrote it.",
+    )
 
 
 def parse_document(document: Mapping[str, Any], what: str) -> EnsembleDocument:

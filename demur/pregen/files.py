@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from demur.calibration.files import PathLike, read_json, validated, write_json
+from demur.calibration.files import PathLike, check_format, read_json, validated, write_json
 from demur.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,18 +105,15 @@ class PredictorDocument(BaseModel):
 
 def check_kind(document: dict[str, Any], what: str) -> None:
     """ConfigError unless `document` is a predictor of the version this demur reads."""
-    found = document.get("kind")
-    if found != KIND:
-        raise ConfigError(
-            f"{what} holds kind {found!r}, not {KIND!r}: it is not a pre-generation predictor "
-            "(calibrators load with load_calibrator, ensembles with load_ensemble)"
-        )
-    version = document.get("version")
-    if version != FORMAT_VERSION:
-        raise ConfigError(
-            f"{what} has format version {version!r}; this demur reads version "
-            f"{FORMAT_VERSION}: {REFIT}"
-        )
+    check_format(
+        document,
+        KIND,
+        (FORMAT_VERSION,),
+        what,
+        wrong_kind=": it is not a pre-generation predictor "
+        "(calibrators load with load_calibrator, ensembles with load_ensemble)",
+        wrong_version=f"this demur reads version {FORMAT_VERSION}: {REFIT}",
+    )
 
 
 def read_document(path: PathLike) -> PredictorDocument:
