@@ -1,4 +1,5 @@
-"""How the benchmark page writes a figure: shares as whole percents, intervals in brackets."""
+"""How the benchmark page writes a figure: shares as whole percents, differences of shares in
+percentage points, intervals in brackets."""
 
 from __future__ import annotations
 
@@ -14,3 +15,14 @@ def ci(bounds: list[float] | None, pct: bool = True) -> str:
         return ""
     low, high = bounds
     return f"[{low:.0%}, {high:.0%}]" if pct else f"[{low:.3f}, {high:.3f}]"
+
+
+def points(value: float) -> str:
+    """A difference of shares: 0.085 -> "+8.5 points"."""
+    return f"{value * 100:+.1f} points"
+
+
+def points_ci(bounds: list[float]) -> str:
+    """A 95% interval of a difference of shares: "[+8.2, +12.2]"."""
+    low, high = bounds
+    return f"[{low * 100:+.1f}, {high * 100:+.1f}]"
