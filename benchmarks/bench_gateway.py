@@ -57,24 +57,36 @@ REPLY = {
 }
 
 
-# --- the two servers, each run in its own process ---------------------------------------------
+# --- the servers, each run in its own process -------------------------------------------------
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI HTTP request."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def send_json(send: Any, status: int, body: bytes) -> None:
+    """An ASGI JSON response with a Content-Length."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def serve_upstream(port: int) -> None:
     import uvicorn
 
     body = json.dumps(REPLY).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await read_body(receive)
+        await send_json(send, 200, body)
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -126,23 +138,15 @@ def serve_proxy(port: int, upstream: str) -> None:
             return
         if session is None:
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
+        sent = await read_body(receive)
         url = upstream + scope["path"].removeprefix("/v1")
         if scope["method"] == "GET":
             request = session.get(url)
         else:
             headers = {"content-type": "application/json"}
-            request = session.post(url, data=b"".join(chunks), headers=headers)
+            request = session.post(url, data=sent, headers=headers)
         async with request as answer:
-            body = await answer.read()
-            status = answer.status
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            await send_json(send, answer.status, await answer.read())
 
     uvicorn.run(
         app,
