@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 
 from benchmarks.figures import ci as _ci
@@ -22,6 +22,22 @@ PREVIOUS_NOTE = (
     "Measured on the previous default ladder (SmolLM2-135M-Instruct → Gemma-3-270M); "
     "not yet re-run on the Qwen ladder."
 )
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a reader wants them: "42 s", "7.5 min" or "2 h 05 min"."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    hours, rest = divmod(round(seconds / 60), 60)
+    return f"{hours} h {rest:02d} min"
+
+
+def run_durations(wall_s: Mapping[str, float]) -> str:
+    """Total wall time of a run, then each step's, in the order they ran."""
+    steps = ", ".join(f"{name} {duration(seconds)}" for name, seconds in wall_s.items())
+    return f"{duration(sum(wall_s.values()))} ({steps})"
 
 
 def render(
@@ -44,9 +60,10 @@ def render(
     drift: dict | None = None,
     hostile: dict | None = None,
     skipped: Collection[str] = (),
+    wall_s: Mapping[str, float] | None = None,
 ) -> str:
     """docs/benchmarks.md from the benchmarks' results; `skipped` names those taken from
-    earlier saved results."""
+    earlier saved results, `wall_s` the wall seconds of each step this run took."""
     reused = ", ".join(sorted(skipped))
     lines = [
         "# Benchmarks",
@@ -55,6 +72,7 @@ def render(
         "machine: treat single figures as noisy; ratios are measured within one run).",
         "",
         *([f"Taken from earlier saved results, not re-run this time: {reused}."] if reused else []),
+        *([f"Wall time of this run: {run_durations(wall_s)}."] if wall_s else []),
         "",
         "## Router overhead (`benchmarks/bench_overhead.py`)",
         "",

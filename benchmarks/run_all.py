@@ -9,6 +9,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from benchmarks.common import ROOT
@@ -25,12 +26,17 @@ DEFAULTS = ROOT / "demur" / "demo" / "thresholds.json"
 
 
 SKIP: set[str] = set()
+# Wall seconds of each step this run launched, in order, for the page.
+WALL: dict[str, float] = {}
 
 
 def launch(module: str, *args: str) -> None:
-    """Run `python -m benchmarks.<module> ARGS` from the repository root."""
+    """Run `python -m benchmarks.<module> ARGS` from the repository root, timing it."""
     print(f"== {module} {' '.join(args)}", flush=True)
+    started = time.perf_counter()
     subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, check=True)
+    step = module.removeprefix("bench_")
+    WALL[step] = WALL.get(step, 0.0) + time.perf_counter() - started
 
 
 def run(module: str, *args: str) -> dict:
@@ -63,7 +69,7 @@ def main() -> None:
     parser.add_argument(
         "--estimator-questions",
         type=int,
-        default=1000,
+        default=200,
         help="questions per model for bench_estimators (0: reuse the saved results)",
     )
     parser.add_argument(
@@ -87,6 +93,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     SKIP.update(filter(None, args.reuse.split(",")))
+    if not args.estimator_questions:
+        SKIP.add("estimators")
     RESULTS.mkdir(exist_ok=True)
     overhead = run("bench_overhead", *(["--routes", "500", "--rounds", "3"] if args.quick else []))
     imports = run("bench_import", *(["--repeats", "5"] if args.quick else []))
@@ -172,6 +180,7 @@ def main() -> None:
             drift=drift,
             hostile=hostile,
             skipped=SKIP,
+            wall_s=WALL,
         )
         + "\n"
     )
