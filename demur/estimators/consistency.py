@@ -45,10 +45,9 @@ class SampleAgreement(EstimatorBase):
 
     `value` and `confidence` are both that mean, in [0, 1]: 1 when every sample says what
     the answer says. The name carries the measure (`agreement_rougeL`), so several
-    measures can score the same attempt side by side.
+    measures can score the same attempt side by side. With an embedder, the embedding model
+    runs in a worker thread, so the router's event loop keeps serving meanwhile.
     """
-
-    in_process = True
 
     def __init__(
         self,
@@ -61,6 +60,7 @@ class SampleAgreement(EstimatorBase):
         self.samples = check_samples(type(self).__name__, samples)
         self.name = f"agreement_{self.similarity}"
         self.needs = Needs(samples=samples)
+        self.in_process = self.embedder is None
 
     def estimate(self, attempt: Attempt) -> Score:
         answer, samples = answer_and_samples(attempt, self.name, self.samples)

@@ -16,6 +16,7 @@ is unavailable when the answer has no passages or is empty; an answer that decli
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, get_args
@@ -243,8 +244,9 @@ class Groundedness(EstimatorBase):
         self.asker = ModelAsker(judge, style)
         label = self.asker.label
         self.name = f"groundedness_{method}" + (f"_{label}" if label else "")
-        # The judge asks a model; the other methods compute in-process.
-        self.in_process = method != "judge"
+        # The judge asks a model and the embedding method runs one in a worker thread; the
+        # lexical methods compute in-process.
+        self.in_process = method not in ("judge", "embedding")
 
     # --- inputs shared by every method ---
 
@@ -325,13 +327,15 @@ class Groundedness(EstimatorBase):
         return Score(estimator=self.name, value=probability, confidence=probability, detail=detail)
 
     def estimate(self, attempt: Attempt) -> Score:
-        if not self.in_process:
+        if self.method == "judge":
             return super().estimate(attempt)
         return self._score(attempt)
 
     async def aestimate(self, attempt: Attempt) -> Score:
         if self.method == "judge":
             return await self._ask_judge(attempt)
+        if self.method == "embedding":
+            return await asyncio.to_thread(self._score, attempt)
         return self._score(attempt)
 
     def __repr__(self) -> str:

@@ -169,10 +169,12 @@ def _check_threshold(owner: str, measure: Similarity, threshold: float | None) -
 
 
 class SemanticEstimator(EstimatorBase):
-    """Base of the estimators that score the answer against its samples' similarity graph."""
+    """Base of the estimators that score the answer against its samples' similarity graph.
+
+    With an embedder, the embedding model runs in a worker thread, off the event loop.
+    """
 
     name: str = "semantic"
-    in_process = True
 
     def __init__(
         self,
@@ -184,6 +186,7 @@ class SemanticEstimator(EstimatorBase):
         self.similarity: Similarity = check_similarity(similarity, self.embedder)
         self.samples = check_samples(type(self).__name__, samples)
         self.needs = Needs(samples=samples)
+        self.in_process = self.embedder is None
 
     @abstractmethod
     def compute(self, similarity: Matrix, attempt: Attempt) -> tuple[float, float, str]:

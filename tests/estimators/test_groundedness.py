@@ -214,9 +214,10 @@ def test_it_is_an_estimator_that_needs_nothing_from_the_answer() -> None:
         assert estimator.needs.logprobs is False and estimator.needs.samples == 0
 
 
-def test_only_the_in_process_methods_are_synchronous() -> None:
+def test_only_the_lexical_method_computes_on_the_event_loop() -> None:
     assert Groundedness().in_process
-    assert Groundedness("embedding", BagOfWordsEmbedder()).in_process
+    # The embedding method runs its model in a worker thread (test_embedding_off_loop.py).
+    assert not Groundedness("embedding", BagOfWordsEmbedder()).in_process
     # The judge asks a model, so the router must await its aestimate.
     judge = Groundedness("judge")
     assert not judge.in_process
