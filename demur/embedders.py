@@ -38,7 +38,9 @@ class CachedEmbedder:
 
     A call embeds only the texts it has not seen (each once, however often it repeats) and
     answers the rest from a least-recently-used cache of `max_texts` vectors. Safe to share
-    between threads; the wrapped embedder sees misses only. `hits` and `misses` count texts.
+    between threads: lookups run concurrently, but misses reach the wrapped embedder one call
+    at a time, so threads asking for the same new text embed it once. `hits` and `misses`
+    count texts.
     """
 
     def __init__(self, embedder: Embedder, *, max_texts: int = DEFAULT_CACHE_TEXTS) -> None:
@@ -52,6 +54,7 @@ class CachedEmbedder:
         self.misses = 0
         self._vectors: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
         self._lock = threading.Lock()
+        self._embedding = threading.Lock()
 
     def embed(self, texts: Sequence[str], *, kind: str = "passage") -> npt.NDArray[np.float32]:
         """Vectors of `texts`, in order; only texts not in the cache reach the model."""
@@ -64,31 +67,50 @@ class CachedEmbedder:
             )
         items = list(texts)
         found: dict[str, npt.NDArray[np.float32]] = {}
-        with self._lock:
-            for text in items:
-                vector = self._vectors.get((kind, text))
-                if vector is not None:
-                    self._vectors.move_to_end((kind, text))
-                    found[text] = vector
+        self._look_up(items, kind, found)
         missing = [text for text in dict.fromkeys(items) if text not in found]
         if missing:
-            vectors = np.asarray(self.inner.embed(missing, kind=kind), dtype=np.float32)
-            if vectors.shape != (len(missing), self.dimension):
-                raise ConfigError(
-                    f"the embedder '{self.name}' returned shape {vectors.shape} for "
-                    f"{len(missing)} texts; expected ({len(missing)}, {self.dimension})"
-                )
-            with self._lock:
-                for text, vector in zip(missing, vectors, strict=True):
-                    vector.setflags(write=False)
-                    found[text] = vector
-                    self._remember((kind, text), vector)
+            with self._embedding:
+                # Another thread may have embedded some of them while this one waited.
+                self._look_up(missing, kind, found)
+                missing = [text for text in missing if text not in found]
+                if missing:
+                    self._embed_missing(missing, kind, found)
         with self._lock:
             self.misses += len(missing)
             self.hits += len(items) - len(missing)
         if not items:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([found[text] for text in items])
+
+    def _look_up(
+        self, texts: Sequence[str], kind: str, found: dict[str, npt.NDArray[np.float32]]
+    ) -> None:
+        """Put the cached vectors of `texts` into `found`."""
+        with self._lock:
+            for text in texts:
+                vector = self._vectors.get((kind, text))
+                if vector is not None:
+                    self._vectors.move_to_end((kind, text))
+                    found[text] = vector
+
+    def _embed_missing(
+        self, missing: list[str], kind: str, found: dict[str, npt.NDArray[np.float32]]
+    ) -> None:
+        """Embed `missing` with the wrapped embedder; cache the vectors and put them in `found`."""
+        import numpy as np
+
+        vectors = np.asarray(self.inner.embed(missing, kind=kind), dtype=np.float32)
+        if vectors.shape != (len(missing), self.dimension):
+            raise ConfigError(
+                f"the embedder '{self.name}' returned shape {vectors.shape} for "
+                f"{len(missing)} texts; expected ({len(missing)}, {self.dimension})"
+            )
+        with self._lock:
+            for text, vector in zip(missing, vectors, strict=True):
+                vector.setflags(write=False)
+                found[text] = vector
+                self._remember((kind, text), vector)
 
     def _remember(self, key: tuple[str, str], vector: npt.NDArray[np.float32]) -> None:
         if self.max_texts == 0:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +66,27 @@ def test_each_text_reaches_the_model_once(counting: CountingEmbedder) -> None:
     np.testing.assert_array_equal(first[1], second[0])
     np.testing.assert_array_equal(second, counting.inner.embed(["a dog", "a bird"]))
     assert (cached.hits, cached.misses) == (2, 3)
+
+
+def test_threads_asking_for_the_same_new_texts_embed_them_once(counting: CountingEmbedder) -> None:
+    cached = CachedEmbedder(counting)
+    inner_embed = counting.embed
+    entered = threading.Event()
+
+    def slow_embed(texts: Sequence[str], *, kind: str = "passage") -> npt.NDArray[np.float32]:
+        entered.set()
+        time.sleep(0.05)  # long enough for the other threads to miss the cache meanwhile
+        return inner_embed(texts, kind=kind)
+
+    counting.embed = slow_embed  # type: ignore[method-assign]
+    texts = ["a cat", "a dog", "a bird"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: cached.embed(texts), range(4)))
+    assert entered.is_set()
+    assert sorted(text for _, text in counting.seen) == sorted(texts)
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+    assert (cached.hits, cached.misses) == (9, 3)
 
 
 def test_queries_and_passages_are_cached_apart(counting: CountingEmbedder) -> None:
