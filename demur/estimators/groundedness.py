@@ -16,7 +16,6 @@ is unavailable when the answer has no passages or is empty; an answer that decli
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, get_args
@@ -334,9 +333,8 @@ class Groundedness(EstimatorBase):
     async def aestimate(self, attempt: Attempt) -> Score:
         if self.method == "judge":
             return await self._ask_judge(attempt)
-        if self.method == "embedding":
-            return await asyncio.to_thread(self._score, attempt)
-        return self._score(attempt)
+        # EstimatorBase: on the loop when in-process (lexical), else in a worker thread.
+        return await super().aestimate(attempt)
 
     def __repr__(self) -> str:
         if self.method == "embedding":
